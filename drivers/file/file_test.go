@@ -13,8 +13,13 @@ const vid = "0b5cbf4e-8f0a-4c1e-9d5c-2f1a7a3c9e10"
 
 func open(t *testing.T, format string) (*Driver, string) {
 	t.Helper()
+	return openWith(t, format, drivers.LocalExecutor{})
+}
+
+func openWith(t *testing.T, format string, ex drivers.Executor) (*Driver, string) {
+	t.Helper()
 	dir := t.TempDir()
-	d, err := Open(drivers.Backend{Name: "t", Driver: "file", Options: map[string]any{"dir": dir, "format": format}}, drivers.LocalExecutor{})
+	d, err := Open(drivers.Backend{Name: "t", Driver: "file", Options: map[string]any{"dir": dir, "format": format}}, ex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +38,7 @@ func TestCreateExtendDeleteIdempotent(t *testing.T) {
 				}
 			}
 			p := filepath.Join(dir, "volume-"+vid)
-			ii, ok, err := d.info(ctx, p)
+			ii, ok, err := imageInfo(ctx, p)
 			if err != nil || !ok || ii.Format != format || ii.VirtualSize != drivers.GiB {
 				t.Fatalf("after create: %+v %v %v", ii, ok, err)
 			}
@@ -55,7 +60,7 @@ func TestCreateExtendDeleteIdempotent(t *testing.T) {
 			if err := d.ExtendVolume(ctx, v, 2); !drivers.IsKind(err, drivers.KindConflict) {
 				t.Fatalf("shrink: want conflict, got %v", err)
 			}
-			if ii, _, _ = d.info(ctx, p); ii.VirtualSize != 3*drivers.GiB {
+			if ii, _, _ = imageInfo(ctx, p); ii.VirtualSize != 3*drivers.GiB {
 				t.Fatalf("after extend: %+v", ii)
 			}
 			for i := 0; i < 2; i++ {
@@ -74,8 +79,7 @@ func TestCreateExtendDeleteIdempotent(t *testing.T) {
 }
 
 func TestBadIDRunsNothing(t *testing.T) {
-	d, _ := open(t, "raw")
-	d.ex = failExecutor{t}
+	d, _ := openWith(t, "raw", failExecutor{t})
 	for _, id := range []string{"../etc/passwd", "x; rm -rf /", "-rf", "", "0B5CBF4E-8F0A-4C1E-9D5C-2F1A7A3C9E10"} {
 		if _, err := d.CreateVolume(context.Background(), drivers.Volume{ID: id, SizeGB: 1}); !drivers.IsKind(err, drivers.KindInvalid) {
 			t.Errorf("id %q: want invalid, got %v", id, err)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A real redis-server on loopback. Usage: redis.sh up DIR [PORT] | redis.sh down DIR
+set -euo pipefail
+verb=${1:?usage: redis.sh up|down DIR [PORT]}
+work=${2:?usage: redis.sh up|down DIR [PORT]}
+port=${3:-16379}
+case "$verb" in
+up)
+  mkdir -p "$work"; work=$(cd "$work" && pwd)
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
+  for _ in $(seq 1 50); do
+    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      echo "testenv: redis up on 127.0.0.1:$port" >&2; exit 0
+    fi
+    sleep 0.1
+  done
+  echo "testenv: FAILED to start redis-server on 127.0.0.1:$port" >&2; cat "$work/redis.log" >&2 || true; exit 1 ;;
+down)
+  if [ -f "$work/redis.pid" ]; then kill "$(cat "$work/redis.pid")" 2>/dev/null || true; rm -f "$work/redis.pid"; fi ;;
+*) echo "usage: redis.sh up|down DIR [PORT]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make test`: install what the tests need, start a real Kafka 4.1 broker and
+# a real redis-server, run every test with the race detector, stop them.
+# A component that cannot start fails the run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here="$root/deploy/testenv"
+work="$root/.testenv"
+kport=${EMBER_TEST_KAFKA_PORT:-19092}
+rport=${EMBER_TEST_REDIS_PORT:-16379}
+
+"$here/install.sh"
+mkdir -p "$work"
+cleanup() {
+  "$here/kafka.sh" down "$work/kafka" || true
+  "$here/redis.sh" down "$work/redis" || true
+}
+trap cleanup EXIT
+"$here/redis.sh" up "$work/redis" "$rport"
+"$here/kafka.sh" up "$work/kafka" "$kport"
+
+export EMBER_TEST_KAFKA="127.0.0.1:$kport"
+export EMBER_TEST_REDIS="redis://127.0.0.1:$rport/0"
+cd "$root"
+echo "testenv: gofmt, go vet" >&2
+unformatted=$(gofmt -l . | grep -v '^.testenv/' || true)
+if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+go vet ./...
+echo "testenv: go test -race ./..." >&2
+go test -race -count=1 -timeout 30m ${EMBER_TEST_FLAGS:-} ./...

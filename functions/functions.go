@@ -1,0 +1,165 @@
+// Package functions holds Ember's functions: one small file per input type.
+// A function takes a decoded request, the registry record of its volume and
+// the backends, and returns its results and the record to store. It does not
+// know that Kafka or Redis exist: the router delivers, locks and stores.
+package functions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/events"
+)
+
+// Env is what functions share: the configured backends and how to pick one.
+type Env struct {
+	// Instance names this deployment in result sources before a backend is
+	// chosen (/ember/<instance>). It is one name for all replicas, so that a
+	// result re-published by another replica is the same event.
+	Instance string
+	Backends map[string]drivers.Driver
+	// VolumeTypes maps a volume_type to a backend name (SPEC §6).
+	VolumeTypes map[string]string
+	// DefaultBackend serves creates that name no backend and no mapped type.
+	DefaultBackend string
+	Now            func() time.Time
+}
+
+// Request is one input as a function sees it.
+type Request struct {
+	Input *events.Request
+	// Volume is the registry record of the request's volume; nil if none.
+	Volume *Volume
+	// Progress, when set, reports the percent done of a long copy; the
+	// router turns it into <op>.progress results at most once a second.
+	Progress func(percent int)
+}
+
+// Outcome is what a finished request leaves behind.
+type Outcome struct {
+	// Results are the terminal results (.end or .error), published after the
+	// outcome is stored.
+	Results []events.Result
+	// Volume, when set, replaces the registry record.
+	Volume *Volume
+}
+
+// Function serves one input type.
+type Function interface {
+	// Type is the input type it consumes.
+	Type() string
+	// Start is the .start result: derived from the request and the record
+	// alone, so that a re-run publishes the same event.
+	Start(r *Request) events.Result
+	// Run does the work. A permanent failure comes back as an Outcome with an
+	// .error result; an error return is transient (the router retries it,
+	// then calls Fail).
+	Run(ctx context.Context, r *Request) (Outcome, error)
+	// Fail is the outcome when Run's error is not retried any more.
+	Fail(r *Request, err error) Outcome
+}
+
+// All returns every function served so far, by input type.
+func All(env *Env) map[string]Function {
+	fs := []Function{&CreateVolume{env}, &DeleteVolume{env}}
+	m := make(map[string]Function, len(fs))
+	for _, f := range fs {
+		m[f.Type()] = f
+	}
+	return m
+}
+
+// Types lists the input types in fs, sorted.
+func Types(fs map[string]Function) []string {
+	ts := make([]string, 0, len(fs))
+	for t := range fs {
+		ts = append(ts, t)
+	}
+	sort.Strings(ts)
+	return ts
+}
+
+// Failure is a permanent error with the code an .error result carries.
+type Failure struct {
+	Code    string
+	Message string
+}
+
+func (f *Failure) Error() string { return f.Code + ": " + f.Message }
+
+func fail(code, format string, args ...any) *Failure {
+	return &Failure{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error codes of .error results besides the driver kinds (drivers.Kind).
+const (
+	CodeInvalid        = "invalid"
+	CodeForbidden      = "forbidden"
+	CodeVolumeDeleted  = "volume_deleted"
+	CodeNoValidBackend = "no_valid_backend"
+	CodeInternal       = "internal"
+)
+
+// ErrorInfo classifies err for an .error result.
+func ErrorInfo(err error) *events.ErrorInfo {
+	var f *Failure
+	if errors.As(err, &f) {
+		return &events.ErrorInfo{Code: f.Code, Message: f.Message}
+	}
+	var ve *events.ValidationError
+	if errors.As(err, &ve) {
+		return &events.ErrorInfo{Code: CodeInvalid, Message: ve.Error()}
+	}
+	k := drivers.KindOf(err)
+	return &events.ErrorInfo{Code: string(k), Message: err.Error(), Retryable: k.Retryable()}
+}
+
+// Retryable reports whether the router should try err again.
+func Retryable(err error) bool {
+	var f *Failure
+	if errors.As(err, &f) {
+		return false
+	}
+	return drivers.KindOf(err).Retryable()
+}
+
+// Rejected is the .error result of a request whose input is invalid: no
+// function runs, nothing is touched.
+func Rejected(env *Env, in *events.Request, err error) events.Result {
+	return events.Result{
+		Type:   events.ResultType(in.Type(), events.PhaseError),
+		Source: "/ember/" + env.Instance,
+		Data:   events.ResultData{Status: "error", Error: ErrorInfo(err)},
+	}
+}
+
+// backendSource is the result source of work on a backend.
+func backendSource(backend string) string { return "/ember/" + backend }
+
+func (env *Env) now() time.Time {
+	if env.Now != nil {
+		return env.Now()
+	}
+	return time.Now()
+}
+
+// driver returns the named backend's driver.
+func (env *Env) driver(name string) (drivers.Driver, error) {
+	d, ok := env.Backends[name]
+	if !ok {
+		return nil, fail(CodeNoValidBackend, "backend %q is not configured here", name)
+	}
+	return d, nil
+}
+
+// ownedBy refuses a request for another project's volume.
+func ownedBy(v *Volume, project string) error {
+	if v != nil && v.ProjectID != project {
+		return fail(CodeForbidden, "volume %s belongs to another project", v.ID)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package functions
+
+import "github.com/ember-storage/ember/events"
+
+// Volume statuses, Cinder's words.
+const (
+	StatusCreating      = "creating"
+	StatusAvailable     = "available"
+	StatusInUse         = "in-use"
+	StatusDeleting      = "deleting"
+	StatusDeleted       = "deleted"
+	StatusError         = "error"
+	StatusErrorDeleting = "error_deleting"
+)
+
+// Volume is the registry record of one volume (SPEC §4): enough to find its
+// backend, refuse other projects, answer duplicates and produce audits. A
+// deleted volume keeps its record as a tombstone, so that a late create is
+// refused.
+type Volume struct {
+	ID               string              `json:"id"`
+	ProjectID        string              `json:"project_id"`
+	UserID           string              `json:"user_id,omitempty"`
+	Backend          string              `json:"backend,omitempty"`
+	SizeGB           int                 `json:"size_gb,omitempty"`
+	Status           string              `json:"status"`
+	Name             string              `json:"name,omitempty"`
+	VolumeType       string              `json:"volume_type,omitempty"`
+	AvailabilityZone string              `json:"availability_zone,omitempty"`
+	ProviderLocation string              `json:"provider_location,omitempty"`
+	Metadata         map[string]string   `json:"metadata,omitempty"`
+	CreatedAt        string              `json:"created_at,omitempty"`
+	LaunchedAt       string              `json:"launched_at,omitempty"`
+	DeletedAt        string              `json:"deleted_at,omitempty"`
+	Snapshots        map[string]Snapshot `json:"snapshots,omitempty"`
+	Attachments      map[string]string   `json:"attachments,omitempty"` // attachment id → host
+}
+
+// Snapshot is a snapshot's part of its volume's record.
+type Snapshot struct {
+	ID               string `json:"id"`
+	Name             string `json:"name,omitempty"`
+	Status           string `json:"status"`
+	ProviderLocation string `json:"provider_location,omitempty"`
+	CreatedAt        string `json:"created_at,omitempty"`
+}
+
+// Tombstoned reports whether the volume was deleted.
+func (v *Volume) Tombstoned() bool { return v != nil && v.Status == StatusDeleted }
+
+// Clone returns a deep copy, so that an outcome never aliases the record it
+// was computed from.
+func (v *Volume) Clone() *Volume {
+	if v == nil {
+		return nil
+	}
+	c := *v
+	c.Metadata = cloneMap(v.Metadata)
+	c.Attachments = cloneMap(v.Attachments)
+	if v.Snapshots != nil {
+		c.Snapshots = make(map[string]Snapshot, len(v.Snapshots))
+		for k, s := range v.Snapshots {
+			c.Snapshots[k] = s
+		}
+	}
+	return &c
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// data is the notification payload that describes the volume.
+func (v *Volume) data() events.ResultData {
+	return events.ResultData{
+		TenantID: v.ProjectID, UserID: v.UserID, VolumeID: v.ID, Size: v.SizeGB, Status: v.Status,
+		Host: v.Backend, Backend: v.Backend, VolumeType: v.VolumeType, DisplayName: v.Name,
+		AvailabilityZone: v.AvailabilityZone, CreatedAt: v.CreatedAt, LaunchedAt: v.LaunchedAt,
+		DeletedAt: v.DeletedAt, ProviderLocation: v.ProviderLocation, Metadata: v.Metadata,
+	}
+}

@@ -1,0 +1,303 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill-kafka/v2/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/ember-storage/ember/events"
+	"github.com/ember-storage/ember/functions"
+)
+
+// Publisher is the one thing delivery needs of Kafka.
+type Publisher interface {
+	Publish(topic string, msgs ...*message.Message) error
+}
+
+// stored is what Complete keeps of a finished request: its terminal results
+// (built once, published from here every time) and, when retries ran out,
+// the dead letter to publish with them.
+type stored struct {
+	Results    []events.Record `json:"results"`
+	DeadLetter *events.Record  `json:"dead_letter,omitempty"`
+}
+
+// ErrBusy is returned (and the message nacked, to be redelivered after the
+// nack delay) while another live owner holds the volume.
+var ErrBusy = errors.New("volume busy: another request holds its lock")
+
+// delivery runs one function's requests through the protocol of
+// DELIVERY.md: decode, claim, start, act, complete, publish, ack.
+type delivery struct {
+	fn      functions.Function
+	env     *functions.Env
+	guard   *Guard
+	pub     Publisher
+	cfg     *Config
+	owner   string
+	metrics *Metrics
+	log     *slog.Logger
+}
+
+// handle is a watermill NoPublishHandlerFunc: nil acks (the offset is
+// committed), an error nacks (the message is redelivered).
+func (d *delivery) handle(msg *message.Message) (err error) {
+	typ := d.fn.Type()
+	began := time.Now()
+	outcome := "error"
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug, not bad luck: redelivering would crash again. Park the
+			// message where an operator will see it.
+			d.log.Error("panic in delivery; dead-lettering", "type", typ, "panic", r)
+			err = d.deadLetter(msg, fmt.Sprintf("panic: %v", r))
+			outcome = "dead_letter"
+		}
+		d.metrics.observe(typ, outcome, time.Since(began))
+	}()
+
+	in, derr := events.Decode(events.Headers(msg), msg.Payload, typ)
+	var envErr *events.EnvelopeError
+	switch {
+	case errors.As(derr, &envErr):
+		outcome = "dead_letter"
+		return d.deadLetter(msg, derr.Error())
+	case derr != nil:
+		// Readable but invalid: answer why, touch nothing. The answer is
+		// derived from the request alone, so a redelivery repeats it exactly.
+		outcome = "invalid"
+		rec, err := events.Build(in, functions.Rejected(d.env, in, derr), d.cfg.OutputMode)
+		if err != nil {
+			return err
+		}
+		return d.publish(rec)
+	}
+
+	volumeID := in.VolumeID()
+	reqKey := RequestKey(in.Source(), in.ID())
+	claim, err := d.guard.Claim(msg.Context(), volumeID, reqKey, d.owner)
+	if err != nil {
+		return err
+	}
+	switch claim.State {
+	case Done:
+		outcome = "duplicate"
+		return d.publishStored(claim.Stored)
+	case Busy:
+		outcome = "busy"
+		return ErrBusy
+	}
+	outcome, err = d.run(msg, in, volumeID, reqKey, claim)
+	return err
+}
+
+// run does a claimed request: start, act (with the lease kept), complete,
+// publish. Any error return leaves the request to be redelivered.
+func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKey string, claim Claim) (string, error) {
+	ctx := msg.Context()
+	req := &functions.Request{Input: in}
+	if claim.Volume != nil {
+		req.Volume = new(functions.Volume)
+		if err := json.Unmarshal(claim.Volume, req.Volume); err != nil {
+			_ = d.guard.Release(ctx, volumeID, claim.Lock)
+			return "error", fmt.Errorf("registry record of %s: %w", volumeID, err)
+		}
+	}
+	release := func(err error) (string, error) {
+		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
+		return "error", err
+	}
+
+	start, err := events.Build(in, d.fn.Start(req), d.cfg.OutputMode)
+	if err != nil {
+		return release(err)
+	}
+	if err := d.publish(start); err != nil {
+		return release(err)
+	}
+	crashPoint(d.cfg.CrashAt, "after-start")
+
+	actx, stop := d.guard.keepLease(ctx, volumeID, claim.Lock)
+	req.Progress = d.progress(actx, in)
+	out, deadLetterReason := d.act(actx, req)
+	if lost := stop(); lost {
+		// Another owner may have taken over: its outcome stands.
+		d.log.Warn("lease lost while the driver ran; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
+		return "lease_lost", ErrLeaseLost
+	}
+	if err := ctx.Err(); err != nil { // shutting down mid-request
+		return release(err)
+	}
+	crashPoint(d.cfg.CrashAt, "after-act")
+
+	st := stored{}
+	for _, r := range out.Results {
+		rec, err := events.Build(in, r, d.cfg.OutputMode)
+		if err != nil {
+			return release(err)
+		}
+		st.Results = append(st.Results, rec)
+	}
+	if deadLetterReason != "" {
+		dl := d.deadLetterRecord(msg, deadLetterReason)
+		st.DeadLetter = &dl
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		return release(err)
+	}
+	var vol []byte
+	if out.Volume != nil {
+		if vol, err = json.Marshal(out.Volume); err != nil {
+			return release(err)
+		}
+	}
+	if err := d.guard.Complete(ctx, volumeID, reqKey, claim.Lock, body, vol); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			d.log.Warn("fencing token stale at complete; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
+			return "lease_lost", err
+		}
+		return release(err)
+	}
+	crashPoint(d.cfg.CrashAt, "after-complete")
+	if err := d.publishStored(body); err != nil {
+		return "error", err // stored: the redelivery publishes it
+	}
+	crashPoint(d.cfg.CrashAt, "after-publish")
+	if len(out.Results) > 0 && out.Results[0].Data.Error != nil {
+		if deadLetterReason != "" {
+			return "dead_letter", nil
+		}
+		return "failed", nil
+	}
+	return "done", nil
+}
+
+// act runs the function, retrying transient errors with exponential backoff
+// while the lease is kept. When retries run out the function's failure
+// outcome is returned with the reason to dead-letter the input.
+func (d *delivery) act(ctx context.Context, req *functions.Request) (functions.Outcome, string) {
+	backoff := d.cfg.Retry.Initial
+	for attempt := 1; ; attempt++ {
+		out, err := d.runOnce(ctx, req)
+		if err == nil {
+			return out, ""
+		}
+		if !functions.Retryable(err) {
+			return d.fn.Fail(req, err), ""
+		}
+		if attempt >= d.cfg.Retry.Attempts || ctx.Err() != nil {
+			return d.fn.Fail(req, err), fmt.Sprintf("retries exhausted after %d attempts: %v", attempt, err)
+		}
+		d.log.Warn("transient failure; retrying", "type", req.Input.Type(), "attempt", attempt, "backoff", backoff, "err", err)
+		d.metrics.retries.WithLabelValues(req.Input.Type()).Inc()
+		// Full jitter keeps retries of many requests from marching in step.
+		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, d.cfg.Retry.Ceiling)
+	}
+}
+
+// runOnce calls the function, turning a panic into a permanent failure so
+// that the request still gets its .error result.
+func (d *delivery) runOnce(ctx context.Context, req *functions.Request) (out functions.Outcome, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("panic in function", "type", req.Input.Type(), "panic", r)
+			out = d.fn.Fail(req, &functions.Failure{Code: functions.CodeInternal, Message: fmt.Sprintf("internal error: %v", r)})
+			err = nil
+		}
+	}()
+	return d.fn.Run(ctx, req)
+}
+
+// progress returns the callback that publishes <op>.progress at most once a
+// second (and always for 100%). Progress results are not stored: a re-run
+// reports its own, with the same id for the same percent.
+func (d *delivery) progress(ctx context.Context, in *events.Request) func(int) {
+	var mu sync.Mutex
+	var last time.Time
+	lastPct := -1
+	return func(pct int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if pct <= lastPct || (pct < 100 && time.Since(last) < time.Second) || ctx.Err() != nil {
+			return
+		}
+		last, lastPct = time.Now(), pct
+		p := pct
+		rec, err := events.Build(in, events.Result{
+			Type: events.ResultType(in.Type(), events.PhaseProgress), Source: "/ember/" + d.env.Instance,
+			Discriminator: strconv.Itoa(pct), Data: events.ResultData{VolumeID: in.VolumeID(), Percent: &p},
+		}, d.cfg.OutputMode)
+		if err == nil {
+			err = d.publish(rec)
+		}
+		if err != nil {
+			d.log.Warn("progress not published", "err", err)
+		}
+	}
+}
+
+func (d *delivery) publishStored(body []byte) error {
+	var st stored
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("stored results: %w", err)
+	}
+	if st.DeadLetter != nil {
+		if err := d.pub.Publish(d.cfg.TopicPrefix+st.DeadLetter.Type, st.DeadLetter.Message()); err != nil {
+			return err
+		}
+	}
+	return d.publish(st.Results...)
+}
+
+// publish sends records to their topics, in order, waiting for the broker.
+func (d *delivery) publish(recs ...events.Record) error {
+	for _, r := range recs {
+		if err := d.pub.Publish(d.cfg.TopicPrefix+r.Type, r.Message()); err != nil {
+			return fmt.Errorf("publish %s: %w", r.Type, err)
+		}
+	}
+	return nil
+}
+
+// deadLetter parks msg on <topic>.dlq with the reason, then acks it.
+func (d *delivery) deadLetter(msg *message.Message, reason string) error {
+	rec := d.deadLetterRecord(msg, reason)
+	d.log.Warn("dead-lettered", "topic", rec.Type, "reason", reason)
+	return d.pub.Publish(d.cfg.TopicPrefix+rec.Type, rec.Message())
+}
+
+// Dead-letter headers (SPEC §4: the reason in headers).
+const (
+	HeaderDLQReason    = "ember_dlq_reason"
+	HeaderDLQTopic     = "ember_dlq_topic"
+	HeaderDLQPartition = "ember_dlq_partition"
+	HeaderDLQOffset    = "ember_dlq_offset"
+)
+
+func (d *delivery) deadLetterRecord(msg *message.Message, reason string) events.Record {
+	h := events.Headers(msg)
+	h[HeaderDLQReason] = reason
+	h[HeaderDLQTopic] = d.cfg.TopicPrefix + d.fn.Type()
+	if p, ok := kafka.MessagePartitionFromCtx(msg.Context()); ok {
+		h[HeaderDLQPartition] = strconv.Itoa(int(p))
+	}
+	if o, ok := kafka.MessagePartitionOffsetFromCtx(msg.Context()); ok {
+		h[HeaderDLQOffset] = strconv.FormatInt(o, 10)
+	}
+	return events.Record{ID: msg.UUID, Type: d.fn.Type() + ".dlq", Key: events.Key(msg), Headers: h, Value: msg.Payload}
+}
