@@ -215,6 +215,7 @@ func CreateTopics(brokers []string, sc *sarama.Config, partitions int32, rf int1
 	if err != nil {
 		return fmt.Errorf("kafka list topics: %w", err)
 	}
+	var created []string
 	for _, t := range topics {
 		if _, ok := existing[t]; ok {
 			continue
@@ -223,6 +224,50 @@ func CreateTopics(brokers []string, sc *sarama.Config, partitions int32, rf int1
 		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) && !strings.Contains(err.Error(), "already exists") {
 			return fmt.Errorf("kafka create topic %s: %w", t, err)
 		}
+		created = append(created, t)
 	}
-	return nil
+	return waitForLeaders(brokers, sc, created)
+}
+
+// waitForLeaders waits until every partition of topics has a leader: a
+// topic is created asynchronously, and producing to it before then fails
+// with NOT_LEADER_OR_FOLLOWER.
+func waitForLeaders(brokers []string, sc *sarama.Config, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	client, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := ""
+		if err := client.RefreshMetadata(topics...); err == nil {
+		check:
+			for _, t := range topics {
+				parts, err := client.Partitions(t)
+				if err != nil || len(parts) == 0 {
+					missing = t
+					break
+				}
+				for _, p := range parts {
+					if _, err := client.Leader(t, p); err != nil {
+						missing = fmt.Sprintf("%s[%d]", t, p)
+						break check
+					}
+				}
+			}
+		} else {
+			missing = err.Error()
+		}
+		if missing == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kafka: no leader for %s after 30s", missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

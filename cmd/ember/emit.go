@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -199,11 +198,9 @@ func (w *watcher) print(ctx context.Context, stdout, stderr io.Writer, asJSON bo
 
 func (w *watcher) close() {
 	w.once.Do(func() {
-		var errs []error
 		for _, pc := range w.pcs {
-			errs = append(errs, pc.Close())
+			pc.AsyncClose() // Close would wait out a fetch per partition
 		}
-		errs = append(errs, w.consumer.Close())
-		_ = errors.Join(errs...)
+		_ = w.consumer.Close()
 	})
 }
