@@ -58,7 +58,7 @@ type pipeline struct {
 	dir     string
 	driver  *countingDriver
 	guard   *Guard
-	results *collector
+	results *testenv.Results
 }
 
 func newPipeline(t *testing.T) *pipeline {
@@ -79,7 +79,11 @@ func newPipeline(t *testing.T) *pipeline {
 	if err := p.cfg.EnsureTopics(p.functions()); err != nil {
 		t.Fatal(err)
 	}
-	p.results = collect(t, &p.cfg)
+	var topics []string
+	for _, typ := range []string{events.VolumeRequested, events.VolumeDeleted} {
+		topics = append(append(topics, events.ResultTypes(typ)...), typ+".dlq")
+	}
+	p.results = testenv.Collect(t, p.cfg.Brokers, p.cfg.SaramaConfig(), p.cfg.TopicPrefix, topics)
 	return p
 }
 
@@ -158,114 +162,6 @@ func (p *pipeline) publish(typ string, rec events.Record, partition int32) {
 	}
 }
 
-// collector reads every result topic of the test from the start.
-type collector struct {
-	mu     sync.Mutex
-	events []collected
-}
-
-type collected struct {
-	Type, ID, Causation string
-	Data                events.ResultData
-	Headers             map[string]string
-	Value               []byte
-}
-
-func collect(t *testing.T, cfg *Config) *collector {
-	t.Helper()
-	c := &collector{}
-	client, err := sarama.NewClient(cfg.Brokers, cfg.SaramaConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	consumer, err := sarama.NewConsumerFromClient(client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var topics []string
-	for _, typ := range []string{events.VolumeRequested, events.VolumeDeleted} {
-		for _, rt := range events.ResultTypes(typ) {
-			topics = append(topics, cfg.Topic(rt))
-		}
-		topics = append(topics, cfg.Topic(typ+".dlq"))
-	}
-	var pcs []sarama.PartitionConsumer
-	for _, topic := range topics {
-		parts, err := client.Partitions(topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, part := range parts {
-			pc, err := consumer.ConsumePartition(topic, part, sarama.OffsetOldest)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pcs = append(pcs, pc)
-			go func() {
-				for km := range pc.Messages() {
-					msg, _ := events.KafkaMarshaler{}.Unmarshal(km)
-					h := events.Headers(msg)
-					col := collected{Type: strings.TrimPrefix(km.Topic, cfg.TopicPrefix), Headers: h, Value: km.Value,
-						ID: h["ce_id"], Causation: h["ce_causationid"]}
-					_ = json.Unmarshal(km.Value, &col.Data)
-					c.mu.Lock()
-					c.events = append(c.events, col)
-					c.mu.Unlock()
-				}
-			}()
-		}
-	}
-	t.Cleanup(func() {
-		for _, pc := range pcs {
-			pc.AsyncClose() // Close would wait out a fetch per partition
-		}
-		consumer.Close()
-		client.Close()
-	})
-	return c
-}
-
-// of returns the results of type typ caused by request id.
-func (c *collector) of(typ, id string) []collected {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []collected
-	for _, e := range c.events {
-		if e.Type == typ && (id == "" || e.Causation == id) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// wait waits until a result of typ caused by id arrives.
-func (c *collector) wait(t *testing.T, typ, id string) collected {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if got := c.of(typ, id); len(got) > 0 {
-			return got[0]
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c.mu.Lock()
-	var seen []string
-	for _, e := range c.events {
-		seen = append(seen, e.Type+"←"+e.Causation)
-	}
-	c.mu.Unlock()
-	t.Fatalf("no %s for request %s within 60s; seen: %v", typ, id, seen)
-	return collected{}
-}
-
-func distinctIDs(cs []collected) int {
-	ids := map[string]bool{}
-	for _, c := range cs {
-		ids[c.ID] = true
-	}
-	return len(ids)
-}
-
 func createData(vol string, size int) map[string]any {
 	return map[string]any{"volume_id": vol, "project_id": projA, "user_id": userA, "size_gb": size, "name": "db $(reboot); rm -rf /"}
 }
@@ -286,8 +182,8 @@ func TestCreateDeleteChain(t *testing.T) {
 		r.Headers["ce_correlationid"] = "order-42"
 		r.Headers["ce_traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	})
-	start := p.results.wait(t, "volume.create.start", id)
-	end := p.results.wait(t, "volume.create.end", id)
+	start := p.results.Wait(t, "volume.create.start", id, 1)[0]
+	end := p.results.Wait(t, "volume.create.end", id, 1)[0]
 	if start.Data.Status != "creating" || end.Data.Status != "available" {
 		t.Fatalf("statuses: start %q end %q", start.Data.Status, end.Data.Status)
 	}
@@ -306,8 +202,8 @@ func TestCreateDeleteChain(t *testing.T) {
 		t.Fatalf("volume file: %v %v", st, err)
 	}
 	did := p.emit(events.VolumeDeleted, deleteData(vol, projA))
-	p.results.wait(t, "volume.delete.start", did)
-	del := p.results.wait(t, "volume.delete.end", did)
+	p.results.Wait(t, "volume.delete.start", did, 1)
+	del := p.results.Wait(t, "volume.delete.end", did, 1)[0]
 	if del.Data.Status != "deleted" || del.Data.Size != 2 || del.Data.TenantID != projA {
 		t.Fatalf("delete.end data: %+v", del.Data)
 	}
@@ -325,14 +221,14 @@ func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
 	rec, _ := events.NewInput(events.VolumeRequested, "/test", id, raw, time.Time{})
 	p.publish(events.VolumeRequested, rec, -1)
 	p.publish(events.VolumeRequested, rec, -1) // the producer retried: same (source, id)
-	p.results.wait(t, "volume.create.end", id)
+	p.results.Wait(t, "volume.create.end", id, 1)
 	deadline := time.Now().Add(30 * time.Second)
-	for len(p.results.of("volume.create.end", id)) < 2 && time.Now().Before(deadline) {
+	for len(p.results.Of("volume.create.end", id)) < 2 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond) // the duplicate re-publishes the stored result
 	}
-	ends := p.results.of("volume.create.end", id)
-	if len(ends) != 2 || distinctIDs(ends) != 1 || string(ends[0].Value) != string(ends[1].Value) {
-		t.Fatalf("want the same .end twice (byte-identical), got %d with %d ids", len(ends), distinctIDs(ends))
+	ends := p.results.Of("volume.create.end", id)
+	if len(ends) != 2 || testenv.DistinctIDs(ends) != 1 || string(ends[0].Value) != string(ends[1].Value) {
+		t.Fatalf("want the same .end twice (byte-identical), got %d with %d ids", len(ends), testenv.DistinctIDs(ends))
 	}
 	if n := p.driver.creates.Load(); n != 1 {
 		t.Fatalf("driver create ran %d times, want 1", n)
@@ -353,14 +249,14 @@ func TestConcurrentDuplicatesOnTwoConsumers(t *testing.T) {
 	// other: the two copies are handled concurrently by different instances.
 	p.publish(events.VolumeRequested, rec, 0)
 	p.publish(events.VolumeRequested, rec, 7)
-	p.results.wait(t, "volume.create.end", id)
+	p.results.Wait(t, "volume.create.end", id, 1)
 	deadline := time.Now().Add(30 * time.Second)
-	for len(p.results.of("volume.create.end", id)) < 2 && time.Now().Before(deadline) {
+	for len(p.results.Of("volume.create.end", id)) < 2 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	ends := p.results.of("volume.create.end", id)
-	if len(ends) != 2 || distinctIDs(ends) != 1 {
-		t.Fatalf("want two publications of one .end, got %d with %d distinct ids", len(ends), distinctIDs(ends))
+	ends := p.results.Of("volume.create.end", id)
+	if len(ends) != 2 || testenv.DistinctIDs(ends) != 1 {
+		t.Fatalf("want two publications of one .end, got %d with %d distinct ids", len(ends), testenv.DistinctIDs(ends))
 	}
 	if n := p.driver.creates.Load(); n != 1 {
 		t.Fatalf("driver create ran %d times, want 1", n)
@@ -374,7 +270,7 @@ func TestOffsetsAreCommitted(t *testing.T) {
 	var last string
 	for i := 0; i < n; i++ {
 		last = p.emit(events.VolumeRequested, createData(uuid.NewString(), 1))
-		p.results.wait(t, "volume.create.end", last)
+		p.results.Wait(t, "volume.create.end", last, 1)
 	}
 	stop() // a clean stop commits marked offsets
 	admin, err := sarama.NewClusterAdmin(p.cfg.Brokers, p.cfg.SaramaConfig())
@@ -400,9 +296,9 @@ func TestOffsetsAreCommitted(t *testing.T) {
 	// A restarted consumer replays none of them.
 	p.start()
 	next := p.emit(events.VolumeRequested, createData(uuid.NewString(), 1))
-	p.results.wait(t, "volume.create.end", next)
+	p.results.Wait(t, "volume.create.end", next, 1)
 	time.Sleep(time.Second)
-	if got := len(p.results.of("volume.create.end", "")); got != n+1 {
+	if got := len(p.results.Of("volume.create.end", "")); got != n+1 {
 		t.Fatalf("%d create.end results, want %d: a restart replayed requests", got, n+1)
 	}
 	if c := p.driver.creates.Load(); c != n+1 {
@@ -415,16 +311,16 @@ func TestNotACloudEventGoesToTheDeadLetterTopic(t *testing.T) {
 	p.start()
 	p.publish(events.VolumeRequested, events.Record{Type: events.VolumeRequested, Key: "k", Headers: map[string]string{"x": "y"}, Value: []byte("hello, not an event")}, -1)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(p.results.of("volume.requested.dlq", "")) == 0 && time.Now().Before(deadline) {
+	for len(p.results.Of("volume.requested.dlq", "")) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	dl := p.results.of("volume.requested.dlq", "")
+	dl := p.results.Of("volume.requested.dlq", "")
 	if len(dl) != 1 || string(dl[0].Value) != "hello, not an event" || !strings.Contains(dl[0].Headers[HeaderDLQReason], "not a valid CloudEvent") || dl[0].Headers["x"] != "y" {
 		t.Fatalf("dead letters: %+v", dl)
 	}
 	// The process stays healthy: the next request is served.
 	id := p.emit(events.VolumeRequested, createData(uuid.NewString(), 1))
-	p.results.wait(t, "volume.create.end", id)
+	p.results.Wait(t, "volume.create.end", id, 1)
 }
 
 func TestInvalidDataGetsAnErrorAndRunsNothing(t *testing.T) {
@@ -451,7 +347,7 @@ func TestInvalidDataGetsAnErrorAndRunsNothing(t *testing.T) {
 		ids = append(ids, id)
 	}
 	for i, id := range ids {
-		e := p.results.wait(t, "volume.create.error", id)
+		e := p.results.Wait(t, "volume.create.error", id, 1)[0]
 		if e.Data.Error == nil || e.Data.Error.Code != "invalid" {
 			t.Errorf("request %d: error %+v", i, e.Data.Error)
 		}
@@ -462,7 +358,7 @@ func TestInvalidDataGetsAnErrorAndRunsNothing(t *testing.T) {
 	if entries, _ := os.ReadDir(p.dir); len(entries) != 0 {
 		t.Fatalf("files appeared: %v", entries)
 	}
-	if len(p.results.of("volume.create.start", "")) != 0 {
+	if len(p.results.Of("volume.create.start", "")) != 0 {
 		t.Fatal("an invalid request must not start")
 	}
 }
@@ -471,31 +367,31 @@ func TestProjectsAndTombstones(t *testing.T) {
 	p := newPipeline(t)
 	p.start()
 	vol := uuid.NewString()
-	p.results.wait(t, "volume.create.end", p.emit(events.VolumeRequested, createData(vol, 1)))
+	p.results.Wait(t, "volume.create.end", p.emit(events.VolumeRequested, createData(vol, 1)), 1)
 
 	other := p.emit(events.VolumeDeleted, deleteData(vol, projB))
-	e := p.results.wait(t, "volume.delete.error", other)
+	e := p.results.Wait(t, "volume.delete.error", other, 1)[0]
 	if e.Data.Error == nil || e.Data.Error.Code != functions.CodeForbidden {
 		t.Fatalf("another project's delete: %+v", e.Data)
 	}
 	if !exists(p.volumeFile(vol)) || p.driver.deletes.Load() != 0 {
 		t.Fatal("another project's delete touched the volume")
 	}
-	p.results.wait(t, "volume.delete.end", p.emit(events.VolumeDeleted, deleteData(vol, projA)))
+	p.results.Wait(t, "volume.delete.end", p.emit(events.VolumeDeleted, deleteData(vol, projA)), 1)
 	if exists(p.volumeFile(vol)) {
 		t.Fatal("volume still there")
 	}
 	late := p.emit(events.VolumeRequested, createData(vol, 1))
-	e = p.results.wait(t, "volume.create.error", late)
+	e = p.results.Wait(t, "volume.create.error", late, 1)[0]
 	if e.Data.Error == nil || e.Data.Error.Code != functions.CodeVolumeDeleted || exists(p.volumeFile(vol)) {
 		t.Fatalf("create after delete: %+v, file exists: %v", e.Data.Error, exists(p.volumeFile(vol)))
 	}
 	again := p.emit(events.VolumeDeleted, deleteData(vol, projA))
-	if d := p.results.wait(t, "volume.delete.end", again); d.Data.Status != "deleted" {
+	if d := p.results.Wait(t, "volume.delete.end", again, 1)[0]; d.Data.Status != "deleted" {
 		t.Fatalf("delete of a gone volume: %+v", d.Data)
 	}
 	never := uuid.NewString()
-	if d := p.results.wait(t, "volume.delete.end", p.emit(events.VolumeDeleted, deleteData(never, projA))); d.Data.Status != "deleted" {
+	if d := p.results.Wait(t, "volume.delete.end", p.emit(events.VolumeDeleted, deleteData(never, projA)), 1)[0]; d.Data.Status != "deleted" {
 		t.Fatalf("delete of an unknown volume: %+v", d.Data)
 	}
 }

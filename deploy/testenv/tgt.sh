@@ -9,7 +9,7 @@
 #                     Give each concurrent tgtd its own, or tgtadm talks to the wrong one.
 # `up` records pid, portal and control port in WORKDIR, so `down` needs only WORKDIR.
 #
-# tgtd ignores SIGTERM while targets exist, so `down` deletes this tgtd's targets and
+# tgtd ignores SIGTERM (seen here even with no target left), so `down` deletes this tgtd's targets and
 # accounts, asks it to shut down through its own socket, waits for the pid, and only then
 # escalates to SIGTERM and SIGKILL. It signals nothing but the pid it started.
 set -euo pipefail
@@ -65,9 +65,9 @@ down)
       alive "$pid" || break
     done
     if alive "$pid"; then echo "tgt.sh: tgtd pid $pid survived SIGKILL" >&2; exit 1; fi
-    # A signalled tgtd leaves its socket behind; remove it only here, where it was
-    # certainly ours (when `up` failed, the socket may be another tgtd's).
-    [ "$sig" = NONE ] || rm -f "/var/run/tgtd/socket.$cport" "/var/run/tgtd/socket.$cport.lock"
+    # tgtd leaves its socket files behind. Remove them only here, where the tgtd that
+    # owned them was alive and ours (when `up` failed, they may be another tgtd's).
+    rm -f "/var/run/tgtd/socket.$cport" "/var/run/tgtd/socket.$cport.lock"
   fi
   rm -f "$w/tgtd.pid"
   ;;

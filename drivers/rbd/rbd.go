@@ -131,14 +131,15 @@ func (d *Driver) runJSON(ctx context.Context, op string, c drivers.Command, v an
 // directory" (rbd, librados) or "[errno 110] RADOS timed out" (ceph).
 var errnoRE = regexp.MustCompile(`\((\d+)\) [A-Z]|\[errno (\d+)\]`)
 
-// errnoOf returns the errno a failed command reported, or 0. rbd exits with
-// the errno itself; ceph exits 1 and names it on stderr.
+// errnoOf returns the errno a failed command reported, or 0. Both tools
+// exit with the errno ("Error ENOENT: unrecognized pool" exits 2), except
+// where ceph exits 1 and names it on stderr.
 func errnoOf(ce *drivers.CommandError) int {
 	if m := errnoRE.FindStringSubmatch(ce.Stderr); m != nil {
 		n, _ := strconv.Atoi(m[1] + m[2])
 		return n
 	}
-	if len(ce.Args) > 0 && ce.Args[0] == "rbd" && ce.ExitCode > 1 {
+	if ce.ExitCode > 1 {
 		return ce.ExitCode
 	}
 	return 0

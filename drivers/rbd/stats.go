@@ -24,8 +24,8 @@ type cephDF struct {
 
 // GetVolumeStats reports the pool as Cinder's rbd driver does: free is what
 // the pool may still take (max_avail, replication and full ratios already
-// applied), total is used + free, and provisioned is the sum of the image
-// sizes, since RBD images are thin.
+// applied), total is used + free, both capped by a pool quota, and
+// provisioned is the sum of the image sizes, since RBD images are thin.
 func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 	var df cephDF
 	if err := d.runJSON(ctx, "ceph df", d.cephCmd("df", "--format", "json"), &df); err != nil {
@@ -45,6 +45,22 @@ func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 	}
 	if !found {
 		return drivers.Stats{}, drivers.Errorf(drivers.KindBackend, "ceph df", "pool %s is not in the cluster", d.o.Pool)
+	}
+	// A pool quota caps the pool below what the OSDs could hold, and a pool
+	// over its quota does not fail writes: Ceph blocks them (seen here:
+	// rbd create, resize and import-diff hang until the executor's timeout).
+	// So, as Cinder does, report the quota as the total and what is left of
+	// it as free, and let the scheduler stop placing volumes here.
+	var q struct {
+		MaxBytes int64 `json:"quota_max_bytes"`
+	}
+	if err := d.runJSON(ctx, "ceph osd pool get-quota "+d.o.Pool, d.cephCmd("osd", "pool", "get-quota", d.o.Pool, "--format", "json"), &q); err != nil {
+		return drivers.Stats{}, err
+	}
+	total := used + avail
+	if q.MaxBytes > 0 {
+		total = q.MaxBytes
+		avail = max(min(avail, q.MaxBytes-used), 0)
 	}
 	images, err := d.list(ctx)
 	if err != nil {
@@ -66,7 +82,7 @@ func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 		return drivers.Stats{}, err
 	}
 	return drivers.Stats{
-		TotalCapacityGB:          gb(used + avail),
+		TotalCapacityGB:          gb(total),
 		FreeCapacityGB:           gb(avail),
 		ProvisionedCapacityGB:    gb(provisioned),
 		ReservedPercentage:       d.o.ReservedPercentage,

@@ -59,7 +59,7 @@ func startTgtd() (*tgtdEnv, error) {
 	}
 	var lastErr error
 	// Control ports are not discoverable like TCP ports; try a few.
-	base := 20000 + os.Getpid()%20000
+	base := 10000 + os.Getpid()%20000 // tgtd takes 0..32767
 	for i := range 5 {
 		port, err := freePort()
 		if err != nil {

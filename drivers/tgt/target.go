@@ -76,7 +76,7 @@ func (c Config) Validate() error {
 	if c.WriteCache != "on" && c.WriteCache != "off" {
 		errs = append(errs, fmt.Errorf("write cache %q: want on or off", c.WriteCache))
 	}
-	if c.ControlPort < 0 || c.ControlPort > 65535 {
+	if c.ControlPort < 0 || c.ControlPort > 32767 { // tgtd -C refuses more
 		errs = append(errs, fmt.Errorf("control port %d: out of range", c.ControlPort))
 	}
 	return errors.Join(errs...)
