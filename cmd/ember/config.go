@@ -44,6 +44,12 @@ type Config struct {
 			Ceiling  time.Duration `yaml:"ceiling"`
 		} `yaml:"retry"`
 	} `yaml:"delivery"`
+	// SSH is how ssh:// backend hosts are reached: a key, and the
+	// known_hosts file their host keys must be in (never ignored).
+	SSH struct {
+		KeyFile        string `yaml:"key_file"`
+		KnownHostsFile string `yaml:"known_hosts_file"`
+	} `yaml:"ssh"`
 	VolumeTypes    map[string]string `yaml:"volume_types"`
 	DefaultBackend string            `yaml:"default_backend"`
 	Backends       []drivers.Backend `yaml:"backends"`

@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ember-storage/ember/drivers"
-	_ "github.com/ember-storage/ember/drivers/file" // registers "file"
+	"github.com/ember-storage/ember/drivers/sshexec"
 	"github.com/ember-storage/ember/events"
 	"github.com/ember-storage/ember/functions"
 	"github.com/ember-storage/ember/router"
@@ -47,7 +47,7 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 	env := &functions.Env{Instance: cfg.Instance, Backends: map[string]drivers.Driver{},
 		VolumeTypes: cfg.VolumeTypes, DefaultBackend: cfg.DefaultBackend}
 	for _, b := range cfg.Backends {
-		ex, err := executorFor(b, cfg.Delivery.CommandTimeout)
+		ex, err := executorFor(cfg, b)
 		if err != nil {
 			return nil, err
 		}
@@ -92,12 +92,21 @@ func redisClient(cfg *Config) (redis.UniversalClient, error) {
 }
 
 // executorFor returns the executor of a backend's host.
-func executorFor(b drivers.Backend, timeout time.Duration) (drivers.Executor, error) {
+func executorFor(cfg *Config, b drivers.Backend) (drivers.Executor, error) {
+	timeout := cfg.Delivery.CommandTimeout
 	switch {
 	case b.Host == "" || b.Host == "local":
 		return drivers.LocalExecutor{DefaultTimeout: timeout}, nil
 	case strings.HasPrefix(b.Host, "ssh://"):
-		return nil, fmt.Errorf("backend %q: ssh hosts are not supported by this build yet", b.Name)
+		if cfg.SSH.KeyFile == "" || cfg.SSH.KnownHostsFile == "" {
+			return nil, fmt.Errorf("backend %q: host %s needs ssh.key_file and ssh.known_hosts_file", b.Name, b.Host)
+		}
+		ex, err := sshexec.New(sshexec.Config{URL: b.Host, KeyFile: cfg.SSH.KeyFile,
+			KnownHostsFile: cfg.SSH.KnownHostsFile, DefaultTimeout: timeout})
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w", b.Name, err)
+		}
+		return ex, nil
 	}
 	return nil, fmt.Errorf("backend %q: host %q is neither local nor ssh://user@host:port", b.Name, b.Host)
 }
