@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Shopify/sarama"
+	ce "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/ember-storage/ember/events"
@@ -162,14 +163,40 @@ func newWatcher(client sarama.Client, cfg *router.Config, typ, id string) (*watc
 	return w, nil
 }
 
-// print writes the request's results until its .end or .error.
+// print writes the request's results until its .end or .error. Results
+// arrive on several topics at once, so a terminal result waits a moment for
+// the .start that may still be in flight (an invalid request has none),
+// to print in order.
 func (w *watcher) print(ctx context.Context, stdout, stderr io.Writer, asJSON bool) int {
 	seen := map[string]bool{}
+	sawStart := false
+	var terminal *ce.Event
+	var grace <-chan time.Time
+	show := func(e ce.Event) {
+		if asJSON {
+			b, _ := json.Marshal(e)
+			fmt.Fprintln(stdout, string(b))
+		} else {
+			fmt.Fprintf(stdout, "%-24s %s\n", e.Type(), e.Data())
+		}
+	}
+	finish := func() int {
+		show(*terminal)
+		if strings.HasSuffix(terminal.Type(), "."+events.PhaseError) {
+			return 1
+		}
+		return 0
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			if terminal != nil {
+				return finish()
+			}
 			fmt.Fprintln(stderr, "ember emit: timed out waiting for a result")
 			return 2
+		case <-grace:
+			return finish()
 		case km := <-w.results:
 			msg, _ := events.KafkaMarshaler{}.Unmarshal(km)
 			e, err := events.ReadRecord(events.Headers(msg), msg.Payload)
@@ -180,17 +207,20 @@ func (w *watcher) print(ctx context.Context, stdout, stderr io.Writer, asJSON bo
 				continue
 			}
 			seen[e.ID()] = true // a re-published result is the same event
-			if asJSON {
-				b, _ := json.Marshal(e)
-				fmt.Fprintln(stdout, string(b))
-			} else {
-				fmt.Fprintf(stdout, "%-24s %s\n", e.Type(), e.Data())
+			if terminal == nil && (strings.HasSuffix(e.Type(), "."+events.PhaseEnd) || strings.HasSuffix(e.Type(), "."+events.PhaseError)) {
+				terminal = &e
+				if sawStart {
+					return finish()
+				}
+				grace = time.After(2 * time.Second)
+				continue
 			}
-			switch {
-			case strings.HasSuffix(e.Type(), "."+events.PhaseEnd):
-				return 0
-			case strings.HasSuffix(e.Type(), "."+events.PhaseError):
-				return 1
+			show(e)
+			if strings.HasSuffix(e.Type(), "."+events.PhaseStart) {
+				sawStart = true
+				if terminal != nil {
+					return finish()
+				}
 			}
 		}
 	}

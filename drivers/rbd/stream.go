@@ -75,19 +75,22 @@ func (d *Driver) WriteVolume(ctx context.Context, v drivers.Volume, r io.Reader)
 	c.Timeout = streamTimeout(v.SizeGB)
 	_, runErr := d.run(ctx, op, c)
 	// If rbd stopped early, unblock the encoder before waiting for it.
-	pr.CloseWithError(errors.New("rbd import-diff exited"))
+	pr.CloseWithError(errRBDExited)
 	encErr := <-encoded
-	var tooLong *tooLongError
-	switch {
-	case errors.As(encErr, &tooLong):
-		return drivers.Wrap(drivers.KindInvalid, op, encErr)
-	case runErr != nil:
+	if encErr == nil || errors.Is(encErr, errRBDExited) {
 		return runErr
-	case encErr != nil:
-		return drivers.Wrap(drivers.KindBackend, op, encErr)
 	}
-	return nil
+	// The input failed (or was too long): that is the cause, whatever rbd
+	// made of the stream cut short.
+	kind := drivers.KindOf(encErr)
+	var tooLong *tooLongError
+	if errors.As(encErr, &tooLong) {
+		kind = drivers.KindInvalid
+	}
+	return drivers.Wrap(kind, op, errors.Join(encErr, runErr))
 }
+
+var errRBDExited = errors.New("rbd import-diff exited")
 
 // diffChunk is the unit of the diff stream: RBD's default object size.
 const diffChunk = 4 << 20

@@ -332,3 +332,19 @@ func TestOpenRefusesBadOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestTranscriptWriteVolumeInputFails(t *testing.T) {
+	d, _ := transcriptDriver(t, `
+$RBD info --format json volume-`+idA+`
+`+infoSmall+`
+$RBD import-diff --no-progress - volume-`+idA)
+	r := io.MultiReader(bytes.NewReader(make([]byte, 100)), failingReader{})
+	err := d.WriteVolume(context.Background(), drivers.Volume{ID: idA, SizeGB: 1}, r)
+	if err == nil || !strings.Contains(err.Error(), "backup store went away") {
+		t.Fatalf("want the input's error, got %v", err)
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, fmt.Errorf("backup store went away") }
