@@ -270,6 +270,13 @@ func TestRealVolumeSnapshotCloneLifecycle(t *testing.T) {
 		t.Fatalf("after volume from snapshot: %+v (parent %+v)", e, e.Parent)
 	}
 	readBack(t, d, b, before)
+	// Zeros written to a clone must read back as zeros, not as the parent's
+	// data below them: WriteVolume sends them as discards.
+	rewrite := append(make([]byte, 4<<20), pattern(5)[:4<<20]...)
+	if err := d.WriteVolume(ctx, b, bytes.NewReader(rewrite)); err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, d, b, rewrite)
 
 	if err := d.DeleteSnapshot(ctx, s); !drivers.IsKind(err, drivers.KindBusy) {
 		t.Fatalf("delete of a snapshot with a clone: want busy, got %v", err)
