@@ -108,7 +108,7 @@ func (l LocalExecutor) Run(ctx context.Context, c Command) (Output, error) {
 	if c.Stdout != nil {
 		cmd.Stdout = c.Stdout
 	}
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
+	cmd.Stderr = &LimitedBuffer{Buf: &stderr, Max: StderrLimit}
 	err := cmd.Run()
 	out := Output{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if err == nil {
@@ -126,19 +126,22 @@ func (l LocalExecutor) Run(ctx context.Context, c Command) (Output, error) {
 	return out, ce
 }
 
-// limitedBuffer keeps the first max bytes of a stream: stderr is for
-// diagnosis, and a runaway command must not fill memory.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int
+// StderrLimit is how much of a command's stderr executors keep.
+const StderrLimit = 64 << 10
+
+// LimitedBuffer keeps the first Max bytes of a stream: stderr is for
+// diagnosis, and a runaway command must not fill memory. Executors share it.
+type LimitedBuffer struct {
+	Buf *bytes.Buffer
+	Max int
 }
 
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - l.buf.Len(); room > 0 {
+func (l *LimitedBuffer) Write(p []byte) (int, error) {
+	if room := l.Max - l.Buf.Len(); room > 0 {
 		if len(p) > room {
-			l.buf.Write(p[:room])
+			l.Buf.Write(p[:room])
 		} else {
-			l.buf.Write(p)
+			l.Buf.Write(p)
 		}
 	}
 	return len(p), nil

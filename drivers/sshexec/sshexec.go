@@ -266,7 +266,7 @@ func (e *Executor) Run(ctx context.Context, c drivers.Command) (drivers.Output, 
 	if c.Stdout != nil {
 		sess.Stdout = c.Stdout
 	}
-	pid := &pidCatcher{next: &limitedBuffer{buf: &stderr, max: 64 << 10}}
+	pid := &pidCatcher{next: &drivers.LimitedBuffer{Buf: &stderr, Max: drivers.StderrLimit}}
 	sess.Stderr = pid
 	if c.Stdin != nil {
 		sess.Stdin = c.Stdin
@@ -374,21 +374,4 @@ func (p *pidCatcher) get() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.pid
-}
-
-// limitedBuffer keeps the first max bytes of stderr.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - l.buf.Len(); room > 0 {
-		if len(p) > room {
-			l.buf.Write(p[:room])
-		} else {
-			l.buf.Write(p)
-		}
-	}
-	return len(p), nil
 }
