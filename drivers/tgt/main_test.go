@@ -69,6 +69,8 @@ func startTgtd() (*tgtdEnv, error) {
 		if lastErr = runScript(env, "up"); lastErr == nil {
 			return env, nil
 		}
+		_ = runScript(env, "down") // a half-started tgtd must not block the next try
+
 	}
 	os.RemoveAll(dir)
 	return nil, lastErr
