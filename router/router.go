@@ -126,10 +126,8 @@ func (c *Config) Group(inputType string) string { return c.GroupPrefix + "." + i
 
 // Service runs a set of functions.
 type Service struct {
-	cfg     Config
 	router  *message.Router
 	pub     *kafka.Publisher
-	guard   *Guard
 	Metrics *Metrics
 }
 
@@ -170,7 +168,7 @@ func New(cfg Config, guard *Guard, env *functions.Env, fns map[string]functions.
 			log: log.With("function", typ)}
 		r.AddConsumerHandler(typ, cfg.Topic(typ), sub, d.handle)
 	}
-	return &Service{cfg: cfg, router: r, pub: pub, guard: guard, Metrics: metrics}, nil
+	return &Service{router: r, pub: pub, Metrics: metrics}, nil
 }
 
 // Run consumes until ctx ends or Close is called.
