@@ -36,6 +36,10 @@ type Connector struct {
 	Host      string `json:"host"`
 	IP        string `json:"ip"`
 	Multipath bool   `json:"multipath,omitempty"`
+	// PublicKey is the requester's base64 X25519 key, when it sent one:
+	// CHAP secrets in connection_info are sealed to it (tgt.SealSecret),
+	// and left out without it.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // ConnectionInfo tells the attaching host how to reach the volume. It never

@@ -26,7 +26,28 @@ type Env struct {
 	VolumeTypes map[string]string
 	// DefaultBackend serves creates that name no backend and no mapped type.
 	DefaultBackend string
-	Now            func() time.Time
+	// Scheduler, when set, places creates that name no backend (SPEC §4
+	// scheduling); without one the default or only backend is used.
+	Scheduler Scheduler
+	Now       func() time.Time
+}
+
+// Scheduler chooses the backend of a new volume from capacity stats.
+type Scheduler interface {
+	// Pick returns one of p.Candidates that can hold p.SizeGB, or a
+	// *Failure with CodeNoValidBackend. It is sticky: a second Pick for
+	// the same volume id returns the first answer, so that a create re-run
+	// after a crash goes where the first run went.
+	Pick(ctx context.Context, p Placement) (string, error)
+}
+
+// Placement is what the scheduler is asked to place.
+type Placement struct {
+	VolumeID   string
+	SizeGB     int
+	VolumeType string
+	// Candidates are the backends allowed: the volume type's, or all.
+	Candidates []string
 }
 
 // Request is one input as a function sees it.
