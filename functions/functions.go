@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/backupstore"
+	"github.com/ember-storage/ember/drivers/imagestore"
 	"github.com/ember-storage/ember/events"
 )
 
@@ -26,10 +28,34 @@ type Env struct {
 	VolumeTypes map[string]string
 	// DefaultBackend serves creates that name no backend and no mapped type.
 	DefaultBackend string
+	// Index finds the volume a snapshot or backup id belongs to (creates
+	// from a snapshot name only the snapshot) and keeps those ids unique.
+	Index Index
+	// Backups is the backup store; nil refuses backups as not supported.
+	Backups *backupstore.Store
+	// Images stores uploaded images; Fetcher reads the images volumes are
+	// created from. Nil refuses those operations as not supported.
+	Images  *imagestore.Store
+	Fetcher *imagestore.Fetcher
 	// Scheduler, when set, places creates that name no backend (SPEC §4
 	// scheduling); without one the default or only backend is used.
 	Scheduler Scheduler
 	Now       func() time.Time
+}
+
+// Resource kinds an Index knows.
+const (
+	KindSnapshot = "snapshot"
+	KindBackup   = "backup"
+)
+
+// Index maps snapshot and backup ids to their volume, across volumes.
+type Index interface {
+	// Bind records that the resource id of kind belongs to volumeID, unless
+	// it is bound already; it returns the volume it is bound to.
+	Bind(ctx context.Context, kind, id, volumeID string) (string, error)
+	// Lookup returns the volume id is bound to, "" if none.
+	Lookup(ctx context.Context, kind, id string) (string, error)
 }
 
 // Scheduler chooses the backend of a new volume from capacity stats.
@@ -55,9 +81,33 @@ type Request struct {
 	Input *events.Request
 	// Volume is the registry record of the request's volume; nil if none.
 	Volume *Volume
+	// Sources are the registry records of the volumes named by Sources
+	// (see Sourced), locked for this request; a missing record is nil.
+	Sources map[string]*Volume
 	// Progress, when set, reports the percent done of a long copy; the
 	// router turns it into <op>.progress results at most once a second.
 	Progress func(percent int)
+	// Save, when set, stores the volume record before the request ends,
+	// only while the request still holds its lock: the checkpoint of a
+	// multi-step operation, so that a re-run after a crash resumes it.
+	Save func(ctx context.Context, v *Volume) error
+
+	// placed is the backend a create chose, for its failure outcome.
+	placed string
+}
+
+// Sourced is a function whose requests also read other volumes (a create
+// from a snapshot or a clone reads its source): the router locks those
+// volumes too, for the whole request, and hands in their records.
+type Sourced interface {
+	Sources(in *events.Request) []string
+}
+
+// progress reports done of total bytes through r.Progress.
+func (r *Request) progress(done, total int64) {
+	if r.Progress != nil && total > 0 {
+		r.Progress(int(done * 100 / total))
+	}
 }
 
 // Outcome is what a finished request leaves behind.
@@ -86,7 +136,9 @@ type Function interface {
 
 // All returns every function served so far, by input type.
 func All(env *Env) map[string]Function {
-	fs := []Function{&CreateVolume{env}, &DeleteVolume{env}}
+	fs := []Function{&CreateVolume{env}, &DeleteVolume{env}, newExtendVolume(env),
+		newAttachVolume(env), newDetachVolume(env), newCreateSnapshot(env), newDeleteSnapshot(env),
+		newCreateBackup(env), newRestoreBackup(env), newUploadVolume(env), newMigrateVolume(env)}
 	m := make(map[string]Function, len(fs))
 	for _, f := range fs {
 		m[f.Type()] = f

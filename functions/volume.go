@@ -34,6 +34,16 @@ type Volume struct {
 	DeletedAt        string              `json:"deleted_at,omitempty"`
 	Snapshots        map[string]Snapshot `json:"snapshots,omitempty"`
 	Attachments      map[string]string   `json:"attachments,omitempty"` // attachment id → host
+	Backups          map[string]Backup   `json:"backups,omitempty"`
+	// Migration is set while a migration that has copied the volume to its
+	// new backend (Backend) has yet to delete the old copy.
+	Migration *Migration `json:"migration,omitempty"`
+}
+
+// Migration is the checkpoint of a migration between its two steps.
+type Migration struct {
+	FromBackend          string `json:"from_backend"`
+	FromProviderLocation string `json:"from_provider_location,omitempty"`
 }
 
 // Snapshot is a snapshot's part of its volume's record.
@@ -41,8 +51,20 @@ type Snapshot struct {
 	ID               string `json:"id"`
 	Name             string `json:"name,omitempty"`
 	Status           string `json:"status"`
+	VolumeSizeGB     int    `json:"volume_size,omitempty"` // the volume's size when it was taken
 	ProviderLocation string `json:"provider_location,omitempty"`
 	CreatedAt        string `json:"created_at,omitempty"`
+}
+
+// Backup is a backup's part of its volume's record; its data is in the
+// backup store. It outlives the volume (the record stays as a tombstone).
+type Backup struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	SizeGB      int    `json:"size"`
+	ParentID    string `json:"parent_id,omitempty"`
+	ObjectCount int    `json:"object_count,omitempty"`
+	CreatedAt   string `json:"created_at,omitempty"`
 }
 
 // Tombstoned reports whether the volume was deleted.
@@ -57,6 +79,16 @@ func (v *Volume) Clone() *Volume {
 	c := *v
 	c.Metadata = cloneMap(v.Metadata)
 	c.Attachments = cloneMap(v.Attachments)
+	if v.Migration != nil {
+		m := *v.Migration
+		c.Migration = &m
+	}
+	if v.Backups != nil {
+		c.Backups = make(map[string]Backup, len(v.Backups))
+		for k, b := range v.Backups {
+			c.Backups[k] = b
+		}
+	}
 	if v.Snapshots != nil {
 		c.Snapshots = make(map[string]Snapshot, len(v.Snapshots))
 		for k, s := range v.Snapshots {

@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"errors"
+	"sort"
 	"time"
 
 	"github.com/ember-storage/ember/drivers"
@@ -16,7 +17,7 @@ func (f *CreateVolume) Type() string { return events.VolumeRequested }
 
 func (f *CreateVolume) Start(r *Request) events.Result {
 	p := r.Input.Payload.(*events.VolumeRequest)
-	backend, _ := f.pickBackend(p)
+	backend := f.knownBackend(r, p)
 	return events.Result{
 		Type:   events.ResultType(events.VolumeRequested, events.PhaseStart),
 		Source: f.source(backend),
@@ -42,18 +43,19 @@ func (f *CreateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		}
 		// A create that failed before (status error) may be tried again.
 	}
-	if p.Source != nil {
-		return f.Fail(r, fail(string(drivers.KindNotSupported), "creating a volume from a %s is not supported yet", p.Source.Kind)), nil
-	}
-	backend, err := f.pickBackend(p)
+	backend, err := f.place(ctx, r, p)
 	if err != nil {
+		if Retryable(err) {
+			return Outcome{}, err
+		}
 		return f.Fail(r, err), nil
 	}
+	r.placed = backend
 	d, err := f.env.driver(backend)
 	if err != nil {
 		return f.Fail(r, err), nil
 	}
-	mu, err := d.CreateVolume(ctx, drivers.Volume{ID: p.VolumeID, SizeGB: p.SizeGB})
+	mu, err := f.make(ctx, r, p, d)
 	if err != nil {
 		if Retryable(err) {
 			return Outcome{}, err
@@ -64,6 +66,197 @@ func (f *CreateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	now := events.FormatTime(f.env.now())
 	v.CreatedAt, v.LaunchedAt, v.ProviderLocation = now, now, mu.ProviderLocation
 	return f.done(r, v, began), nil
+}
+
+// make creates the volume on d: blank, or from its source.
+func (f *CreateVolume) make(ctx context.Context, r *Request, p *events.VolumeRequest, d drivers.Driver) (drivers.ModelUpdate, error) {
+	v := drivers.Volume{ID: p.VolumeID, SizeGB: p.SizeGB}
+	if p.Source == nil {
+		return d.CreateVolume(ctx, v)
+	}
+	switch p.Source.Kind {
+	case SourceSnapshot:
+		src, err := f.sourceVolume(r, p)
+		if err != nil {
+			return drivers.ModelUpdate{}, err
+		}
+		s, ok := src.Snapshots[p.Source.ID]
+		if !ok || s.Status != StatusAvailable {
+			return drivers.ModelUpdate{}, drivers.Errorf(drivers.KindNotFound, "create from snapshot", "snapshot %s is not an available snapshot", p.Source.ID)
+		}
+		if p.SizeGB < s.VolumeSizeGB {
+			return drivers.ModelUpdate{}, fail(CodeInvalid, "size %d GB is smaller than snapshot %s (%d GB)", p.SizeGB, s.ID, s.VolumeSizeGB)
+		}
+		return d.CreateVolumeFromSnapshot(ctx, v, drivers.Snapshot{ID: s.ID, VolumeID: src.ID, VolumeSizeGB: s.VolumeSizeGB,
+			ProviderLocation: s.ProviderLocation})
+	case SourceVolume:
+		src, err := f.sourceVolume(r, p)
+		if err != nil {
+			return drivers.ModelUpdate{}, err
+		}
+		if err := inStatus(src, StatusAvailable); err != nil {
+			return drivers.ModelUpdate{}, err
+		}
+		if p.SizeGB < src.SizeGB {
+			return drivers.ModelUpdate{}, fail(CodeInvalid, "size %d GB is smaller than source volume %s (%d GB)", p.SizeGB, src.ID, src.SizeGB)
+		}
+		return d.CreateClonedVolume(ctx, v, dv(src))
+	case SourceImage:
+		return f.fromImage(ctx, r, p, d)
+	case SourceBackup:
+		return f.fromBackup(ctx, r, p, d)
+	}
+	return drivers.ModelUpdate{}, fail(CodeInvalid, "source kind %q: want snapshot, volume, image or backup", p.Source.Kind)
+}
+
+// Source kinds of volume.requested.
+const (
+	SourceSnapshot = "snapshot"
+	SourceVolume   = "volume"
+	SourceImage    = "image"
+	SourceBackup   = "backup"
+)
+
+// Sources names the volume a create reads: the source volume of a clone,
+// the parent volume of a snapshot (found through the index). The router
+// locks it for the whole create (SPEC §4).
+func (f *CreateVolume) Sources(in *events.Request) []string {
+	p := in.Payload.(*events.VolumeRequest)
+	if id := f.sourceID(context.Background(), p); id != "" {
+		return []string{id}
+	}
+	return nil
+}
+
+// sourceID is the volume a snapshot or clone source lives on ("" if none
+// or unknown).
+func (f *CreateVolume) sourceID(ctx context.Context, p *events.VolumeRequest) string {
+	if p.Source == nil {
+		return ""
+	}
+	switch p.Source.Kind {
+	case SourceVolume:
+		return p.Source.ID
+	case SourceSnapshot:
+		if f.env.Index != nil {
+			id, err := f.env.Index.Lookup(ctx, KindSnapshot, p.Source.ID)
+			if err == nil {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// sourceVolume is the locked record of the create's source volume.
+func (f *CreateVolume) sourceVolume(r *Request, p *events.VolumeRequest) (*Volume, error) {
+	var src *Volume
+	for _, v := range r.Sources {
+		src = v
+	}
+	if src == nil || src.Tombstoned() {
+		return nil, drivers.Errorf(drivers.KindNotFound, "create from "+p.Source.Kind, "source %s %s does not exist", p.Source.Kind, p.Source.ID)
+	}
+	if src.ProjectID != p.ProjectID {
+		return nil, fail(CodeForbidden, "source %s %s belongs to another project", p.Source.Kind, p.Source.ID)
+	}
+	return src, nil
+}
+
+// fromImage creates a blank volume and writes the image into it: Fetcher
+// allows only configured URL prefixes and turns qcow2 into raw.
+func (f *CreateVolume) fromImage(ctx context.Context, r *Request, p *events.VolumeRequest, d drivers.Driver) (drivers.ModelUpdate, error) {
+	if f.env.Fetcher == nil {
+		return drivers.ModelUpdate{}, fail(string(drivers.KindNotSupported), "no image source is configured (images.allowed_prefixes)")
+	}
+	size, err := drivers.Bytes(p.SizeGB)
+	if err != nil {
+		return drivers.ModelUpdate{}, err
+	}
+	fetch := *f.env.Fetcher
+	fetch.MaxSize = size
+	img, length, err := fetch.Open(ctx, p.Source.URL)
+	if err != nil {
+		return drivers.ModelUpdate{}, err
+	}
+	defer img.Close()
+	mu, err := d.CreateVolume(ctx, drivers.Volume{ID: p.VolumeID, SizeGB: p.SizeGB})
+	if err != nil {
+		return mu, err
+	}
+	err = d.WriteVolume(ctx, drivers.Volume{ID: p.VolumeID, SizeGB: p.SizeGB, ProviderLocation: mu.ProviderLocation},
+		&counting{r: img, total: length, req: r})
+	return mu, err
+}
+
+// fromBackup creates a blank volume and restores the backup into it.
+func (f *CreateVolume) fromBackup(ctx context.Context, r *Request, p *events.VolumeRequest, d drivers.Driver) (drivers.ModelUpdate, error) {
+	if f.env.Backups == nil {
+		return drivers.ModelUpdate{}, fail(string(drivers.KindNotSupported), "no backup store is configured (backups.dir)")
+	}
+	meta, err := backupOf(f.env, p.Source.ID, p.ProjectID)
+	if err != nil {
+		return drivers.ModelUpdate{}, err
+	}
+	if p.SizeGB < meta.SizeGB {
+		return drivers.ModelUpdate{}, fail(CodeInvalid, "size %d GB is smaller than backup %s (%d GB)", p.SizeGB, meta.BackupID, meta.SizeGB)
+	}
+	mu, err := d.CreateVolume(ctx, drivers.Volume{ID: p.VolumeID, SizeGB: p.SizeGB})
+	if err != nil {
+		return mu, err
+	}
+	v := &Volume{ID: p.VolumeID, SizeGB: p.SizeGB, ProviderLocation: mu.ProviderLocation}
+	return mu, restore(ctx, f.env, r, meta, d, v)
+}
+
+// place chooses the backend of a new volume. A copy of a snapshot or a
+// volume goes where its source is (the drivers copy within a backend);
+// otherwise the request's backend, its volume type's, the scheduler's
+// choice among all, or the default.
+func (f *CreateVolume) place(ctx context.Context, r *Request, p *events.VolumeRequest) (string, error) {
+	if p.Source != nil && (p.Source.Kind == SourceSnapshot || p.Source.Kind == SourceVolume) {
+		src, err := f.sourceVolume(r, p)
+		if err != nil {
+			return "", err
+		}
+		if p.Backend != "" && p.Backend != src.Backend {
+			return "", fail(CodeInvalid, "a volume from a %s is made on its source's backend %s, not %s; migrate it afterwards", p.Source.Kind, src.Backend, p.Backend)
+		}
+		return src.Backend, nil
+	}
+	if p.Backend != "" || f.env.Scheduler == nil {
+		return f.pickBackend(p)
+	}
+	candidates := []string{}
+	if name := f.env.VolumeTypes[p.VolumeType]; p.VolumeType != "" && name != "" {
+		candidates = append(candidates, name)
+	} else {
+		for name := range f.env.Backends {
+			candidates = append(candidates, name)
+		}
+		sort.Strings(candidates)
+	}
+	return f.env.Scheduler.Pick(ctx, Placement{VolumeID: p.VolumeID, SizeGB: p.SizeGB, VolumeType: p.VolumeType, Candidates: candidates})
+}
+
+// knownBackend is the backend a create goes to as far as the request (and
+// the source record) tell, without asking the scheduler: what .start and
+// a refusal report. "" means not known before scheduling.
+func (f *CreateVolume) knownBackend(r *Request, p *events.VolumeRequest) string {
+	if r.placed != "" {
+		return r.placed
+	}
+	if p.Source != nil && (p.Source.Kind == SourceSnapshot || p.Source.Kind == SourceVolume) {
+		if src, err := f.sourceVolume(r, p); err == nil {
+			return src.Backend
+		}
+		return ""
+	}
+	if p.Backend == "" && f.env.Scheduler != nil {
+		return ""
+	}
+	name, _ := f.pickBackend(p)
+	return name
 }
 
 func (f *CreateVolume) done(r *Request, v *Volume, began time.Time) Outcome {
@@ -83,7 +276,7 @@ func (f *CreateVolume) done(r *Request, v *Volume, began time.Time) Outcome {
 // repeated create tries again); a refusal leaves the registry as it was.
 func (f *CreateVolume) Fail(r *Request, err error) Outcome {
 	p := r.Input.Payload.(*events.VolumeRequest)
-	backend, _ := f.pickBackend(p)
+	backend := f.knownBackend(r, p)
 	data := requested(p, backend, StatusError).data()
 	data.Error = ErrorInfo(err)
 	out := Outcome{Results: []events.Result{{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -112,6 +113,15 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 			return "error", fmt.Errorf("registry record of %s: %w", volumeID, err)
 		}
 	}
+	held, err := d.lockSources(ctx, in, volumeID, reqKey, req)
+	if err != nil {
+		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
+		if errors.Is(err, ErrBusy) {
+			return "busy", err
+		}
+		return "error", err
+	}
+	defer d.releaseSources(ctx, held)
 	release := func(err error) (string, error) {
 		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
 		return "error", err
@@ -127,9 +137,26 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 	crashPoint(d.cfg.CrashAt, "after-start")
 
 	actx, stop := d.guard.keepLease(ctx, volumeID, claim.Lock)
+	stops := []func() bool{stop}
+	for _, h := range held {
+		var s func() bool
+		actx, s = d.guard.keepLease(actx, h.volumeID, h.lock)
+		stops = append(stops, s)
+	}
 	req.Progress = d.progress(actx, in)
+	req.Save = func(sctx context.Context, v *functions.Volume) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return d.guard.Save(sctx, volumeID, claim.Lock, b)
+	}
 	out, deadLetterReason := d.act(actx, req)
-	if lost := stop(); lost {
+	lost := false
+	for i := len(stops) - 1; i >= 0; i-- {
+		lost = stops[i]() || lost
+	}
+	if lost {
 		// Another owner may have taken over: its outcome stands.
 		d.log.Warn("lease lost while the driver ran; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
 		return "lease_lost", ErrLeaseLost
@@ -180,6 +207,57 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 		return "failed", nil
 	}
 	return "done", nil
+}
+
+// heldLock is a source volume's lock held for one request.
+type heldLock struct{ volumeID, lock string }
+
+// lockSources locks the volumes a Sourced function reads besides its own,
+// in id order, and puts their records in req.Sources. If one is busy, the
+// ones taken are given back and ErrBusy returned: the request waits its
+// turn like any other (two creates that each hold the other's source both
+// back off, with jitter, instead of deadlocking).
+func (d *delivery) lockSources(ctx context.Context, in *events.Request, volumeID, reqKey string, req *functions.Request) ([]heldLock, error) {
+	sf, ok := d.fn.(functions.Sourced)
+	if !ok {
+		return nil, nil
+	}
+	ids := sf.Sources(in)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	var held []heldLock
+	req.Sources = map[string]*functions.Volume{}
+	for _, id := range ids {
+		if id == volumeID {
+			req.Sources[id] = req.Volume
+			continue
+		}
+		c, err := d.guard.Lock(ctx, id, reqKey, d.owner)
+		if err == nil && c.State == Busy {
+			err = ErrBusy
+		}
+		if err != nil {
+			d.releaseSources(ctx, held)
+			return nil, err
+		}
+		held = append(held, heldLock{id, c.Lock})
+		var v *functions.Volume
+		if c.Volume != nil {
+			v = new(functions.Volume)
+			if err := json.Unmarshal(c.Volume, v); err != nil {
+				d.releaseSources(ctx, held)
+				return nil, fmt.Errorf("registry record of %s: %w", id, err)
+			}
+		}
+		req.Sources[id] = v
+	}
+	return held, nil
+}
+
+func (d *delivery) releaseSources(ctx context.Context, held []heldLock) {
+	for _, h := range held {
+		_ = d.guard.Release(context.WithoutCancel(ctx), h.volumeID, h.lock)
+	}
 }
 
 // act runs the function, retrying transient errors with exponential backoff

@@ -178,3 +178,91 @@ func (g *Guard) Volume(ctx context.Context, volumeID string) ([]byte, error) {
 	}
 	return b, err
 }
+
+// KEYS: lock, fence, vol. ARGV: owner, tag, lease ms.
+var lockScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'busy'} end
+local token = redis.call('INCR', KEYS[2])
+local lock = ARGV[1] .. '|' .. token .. '|' .. ARGV[2]
+redis.call('SET', KEYS[1], lock, 'PX', ARGV[3])
+local vol = redis.call('GET', KEYS[3])
+if not vol then vol = '' end
+return {'claimed', lock, token, vol}
+`)
+
+// Lock takes another volume's lock for a request that reads it (the source
+// of a create from a snapshot or a clone, SPEC §4), with its own fencing
+// token. It carries no idempotency record: that lives with the request's
+// own volume. State is Claimed or Busy.
+func (g *Guard) Lock(ctx context.Context, volumeID, reqKey, owner string) (Claim, error) {
+	g.calls("lock")
+	keys := []string{g.key(volumeID, "lock"), g.key(volumeID, "fence"), g.key(volumeID, "vol")}
+	res, err := lockScript.Run(ctx, g.rdb, keys, owner, reqKey, g.Lease.Milliseconds()).Slice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("lock %s: %w", volumeID, err)
+	}
+	if res[0] == "busy" {
+		return Claim{State: Busy}, nil
+	}
+	c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64)}
+	if v := res[3].(string); v != "" {
+		c.Volume = []byte(v)
+	}
+	return c, nil
+}
+
+// KEYS: lock, vol. ARGV: lock value, volume record.
+var saveScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+`)
+
+// Save replaces the volume's registry record mid-request, only while lock
+// still holds our token: the checkpoint of a multi-step operation (a
+// migration switches backends before it deletes the source copy), so that
+// a re-run after a crash knows which steps are done.
+func (g *Guard) Save(ctx context.Context, volumeID, lock string, volume []byte) error {
+	g.calls("save")
+	n, err := saveScript.Run(ctx, g.rdb, []string{g.key(volumeID, "lock"), g.key(volumeID, "vol")}, lock, volume).Int()
+	if err != nil {
+		return fmt.Errorf("save %s: %w", volumeID, err)
+	}
+	if n != 1 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// indexKey holds the volume a snapshot or backup id belongs to; hash-tagged
+// by the id, so it has its own slot.
+func (g *Guard) indexKey(kind, id string) string {
+	return g.prefix + ":{" + kind + ":" + id + "}:volume"
+}
+
+// KEYS: index. ARGV: volume id.
+var bindScript = redis.NewScript(`
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+`)
+
+// Bind records that snapshot or backup id belongs to volumeID unless it is
+// bound already, and returns the volume it is bound to (functions.Index).
+// A binding is never removed: ids are not reused, as volume ids are not.
+func (g *Guard) Bind(ctx context.Context, kind, id, volumeID string) (string, error) {
+	g.calls("bind")
+	owner, err := bindScript.Run(ctx, g.rdb, []string{g.indexKey(kind, id)}, volumeID).Text()
+	if err != nil {
+		return "", fmt.Errorf("bind %s %s: %w", kind, id, err)
+	}
+	return owner, nil
+}
+
+// Lookup returns the volume a snapshot or backup id is bound to, "" if none.
+func (g *Guard) Lookup(ctx context.Context, kind, id string) (string, error) {
+	v, err := g.rdb.Get(ctx, g.indexKey(kind, id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}

@@ -59,9 +59,17 @@ type pipeline struct {
 	driver  *countingDriver
 	guard   *Guard
 	results *testenv.Results
+	// extend, when set, adds to the env of every instance (more backends,
+	// stores).
+	extend func(*functions.Env)
+	// types are the input types served.
+	types []string
 }
 
-func newPipeline(t *testing.T) *pipeline {
+// newPipeline serves volume.requested and volume.deleted (each topic set
+// costs the broker time to create); setup, when given, adjusts the pipeline
+// before its topics are made.
+func newPipeline(t *testing.T, setup ...func(*pipeline)) *pipeline {
 	t.Helper()
 	brokers := testenv.Kafka(t)
 	rdb := testenv.Redis(t)
@@ -76,11 +84,15 @@ func newPipeline(t *testing.T) *pipeline {
 		NackDelay: 100 * time.Millisecond, Retry: RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond, Ceiling: 50 * time.Millisecond}}
 	p.cfg.SetDefaults()
 	p.guard = NewGuard(rdb, "k"+u, 3*time.Second, time.Hour)
+	p.types = []string{events.VolumeRequested, events.VolumeDeleted}
+	for _, f := range setup {
+		f(p)
+	}
 	if err := p.cfg.EnsureTopics(p.functions()); err != nil {
 		t.Fatal(err)
 	}
 	var topics []string
-	for _, typ := range []string{events.VolumeRequested, events.VolumeDeleted} {
+	for _, typ := range p.types {
 		topics = append(append(topics, events.ResultTypes(typ)...), typ+".dlq")
 	}
 	p.results = testenv.Collect(t, p.cfg.Brokers, p.cfg.SaramaConfig(), p.cfg.TopicPrefix, topics)
@@ -88,10 +100,24 @@ func newPipeline(t *testing.T) *pipeline {
 }
 
 func (p *pipeline) env() *functions.Env {
-	return &functions.Env{Instance: "ember-test", Backends: map[string]drivers.Driver{"local": p.driver}, DefaultBackend: "local"}
+	env := &functions.Env{Instance: "ember-test", Backends: map[string]drivers.Driver{"local": p.driver}, DefaultBackend: "local"}
+	if p.extend != nil {
+		p.extend(env)
+	}
+	return env
 }
 
-func (p *pipeline) functions() map[string]functions.Function { return functions.All(p.env()) }
+func (p *pipeline) functions() map[string]functions.Function { return p.serve(p.env()) }
+
+// serve is the functions of env that the pipeline serves.
+func (p *pipeline) serve(env *functions.Env) map[string]functions.Function {
+	all := functions.All(env)
+	fns := map[string]functions.Function{}
+	for _, typ := range p.types {
+		fns[typ] = all[typ]
+	}
+	return fns
+}
 
 // start runs one Ember instance until the test ends (or stop is called).
 func (p *pipeline) start() (stop func()) {
@@ -101,7 +127,7 @@ func (p *pipeline) start() (stop func()) {
 	if os.Getenv("EMBER_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	svc, err := New(p.cfg, p.guard, env, functions.All(env), nil, log)
+	svc, err := New(p.cfg, p.guard, env, p.serve(env), nil, log)
 	if err != nil {
 		p.t.Fatal(err)
 	}

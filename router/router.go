@@ -141,6 +141,9 @@ func New(cfg Config, guard *Guard, env *functions.Env, fns map[string]functions.
 		metrics = NewMetrics(nil)
 	}
 	guard.calls = func(step string) { metrics.redis.WithLabelValues(step).Inc() }
+	if env.Index == nil {
+		env.Index = guard // snapshot and backup ids live beside the registry
+	}
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	if err := cfg.EnsureTopics(fns); err != nil {
 		return nil, err

@@ -78,6 +78,9 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	cfg.HTTP = *httpAddr
 	cfg.Backends = []drivers.Backend{{Name: "local", Driver: "file", Host: "local", Options: map[string]any{"dir": dir, "format": "raw"}}}
 	cfg.DefaultBackend = "local"
+	cfg.Backups.Dir = filepath.Join(filepath.Dir(dir), "backups")
+	cfg.Images.Dir = filepath.Join(filepath.Dir(dir), "images")
+	cfg.Images.AllowedPrefixes = []string{"file://" + cfg.Images.Dir + "/"}
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(stderr, "ember dev:", err)
@@ -105,7 +108,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 Ember dev is running (in-process stand-ins: kfake for Kafka, miniredis for Redis).
   kafka    %s
   redis    %s
-  volumes  %s  (backend "local", driver file)
+  volumes  %s  (backend "local", driver file; backups and images beside it)
   http     http://%s/healthz  /readyz  /metrics
 
 In another shell, create a 1 GB volume and wait for its result:

@@ -19,6 +19,9 @@ type BackupRequest struct {
 	BackupID string
 	VolumeID string
 	SizeGB   int
+	// ProjectID owns the backup: restores and creates from it are refused
+	// to other projects.
+	ProjectID string
 	// ParentID, when set, makes the backup incremental on that backup.
 	ParentID string
 }
@@ -66,6 +69,7 @@ func (s *Store) Backup(ctx context.Context, req BackupRequest, r io.Reader, prog
 		Version:   metaVersion,
 		BackupID:  req.BackupID,
 		VolumeID:  req.VolumeID,
+		ProjectID: req.ProjectID,
 		SizeGB:    req.SizeGB,
 		ChunkSize: s.chunkSize(),
 		ParentID:  req.ParentID,

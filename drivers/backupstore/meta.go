@@ -26,6 +26,8 @@ type Meta struct {
 	Version  string `json:"version"`
 	BackupID string `json:"backup_id"`
 	VolumeID string `json:"volume_id"`
+	// ProjectID owns the backup (empty in backups written before it was kept).
+	ProjectID string `json:"project_id,omitempty"`
 	// SizeGB is the volume's size (Cinder's backup "size"); Length is the
 	// number of bytes actually read from the volume.
 	SizeGB    int    `json:"size"`

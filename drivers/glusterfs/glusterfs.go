@@ -1,5 +1,18 @@
 // Package glusterfs is the GlusterFS backend (Cinder's glusterfs.py): the
 // remote-filesystem base on shares mounted with the GlusterFS FUSE client.
+//
+// Attach: a raw volume without snapshots is exported over iSCSI through
+// tgtd with its file on the mounted share as the backing store; a qcow2
+// volume or one with snapshots gets driver_volume_type "glusterfs" with data
+// {export: the share, name: the active file, format: qcow2, options:
+// mount_options} (see drivers/remotefs). Options, beside remotefs.Options'
+// share keys:
+//
+//	target_helper     tgt (default) or none: no export, attach answers not_supported
+//	target_portal     ip:port where tgtd listens (default 127.0.0.1:3260)
+//	volumes_dir       persistent target files on the storage host (default /var/lib/ember/targets)
+//	use_chap_auth     a fresh CHAP account per export (default false, as Cinder)
+//	tgt_control_port  tgtd's management socket, tgtd -C / tgtadm -C (default 0)
 package glusterfs
 
 import (

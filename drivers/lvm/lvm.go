@@ -10,6 +10,19 @@
 // command line is built from a validated id. One file per LVM concept, in
 // TopoLVM's manner: the JSON report (lvm_report.go), volume groups
 // (lvm_vgs.go), logical volumes (lvm_lvs.go), data copies (lvm_copy.go).
+//
+// # Attach
+//
+// InitializeConnection exports the LV's device, /dev/<vg>/volume-<id>, as
+// LUN 1 of the iSCSI target iqn.2010-10.org.openstack:volume-<id> through
+// tgtd (drivers/tgt), as Cinder's LVM driver with the tgtadm helper does;
+// TerminateConnection removes the target. Options, beside the LVM ones:
+//
+//	target_helper     tgt (default) or none: no export, attach answers not_supported
+//	target_portal     ip:port where tgtd listens (default 127.0.0.1:3260)
+//	volumes_dir       persistent target files on the storage host (default /var/lib/ember/targets)
+//	use_chap_auth     a fresh CHAP account per export (default false, as Cinder)
+//	tgt_control_port  tgtd's management socket, tgtd -C / tgtadm -C (default 0)
 package lvm
 
 import (
@@ -20,6 +33,7 @@ import (
 	"sync"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/tgt"
 )
 
 func init() { drivers.Register("lvm", Open) }
@@ -36,6 +50,10 @@ type Options struct {
 	VolumeClearSize          int      `json:"volume_clear_size"`
 	MaxOverSubscriptionRatio *float64 `json:"max_over_subscription_ratio"` // default 20.0, as Cinder
 	ReservedPercentage       int      `json:"reserved_percentage"`
+	// Attach: target_helper (tgt, the default, or none), target_portal,
+	// volumes_dir (default tgt.DefaultVolumesDir), use_chap_auth,
+	// tgt_control_port. See connection.go.
+	tgt.Options
 }
 
 // lvmNameRE is what LVM accepts as a VG name, minus the leading '-' that
@@ -80,12 +98,11 @@ func (o *Options) Validate() error {
 
 // Driver is the lvm backend.
 type Driver struct {
-	// InitializeConnection/TerminateConnection stay unsupported until the
-	// tgt target helper (drivers/tgt) is wired in.
 	drivers.Unsupported
-	opts Options
-	vg   *volumeGroup
-	ex   drivers.Executor
+	opts   Options
+	vg     *volumeGroup
+	ex     drivers.Executor
+	target *tgt.Helper
 
 	mu       sync.Mutex
 	hostname string // the storage host's name, for location_info
@@ -110,11 +127,16 @@ func New(b drivers.Backend, ex drivers.Executor) (*Driver, error) {
 	if ex == nil {
 		return nil, fmt.Errorf("lvm: no executor")
 	}
+	target, err := tgt.NewHelper("lvm", o.Options, tgt.DefaultVolumesDir, ex)
+	if err != nil {
+		return nil, err
+	}
 	return &Driver{
 		Unsupported: drivers.Unsupported{Driver: "lvm"},
 		opts:        o,
 		vg:          &volumeGroup{name: o.VolumeGroup, thin: o.LVMType == "thin", ex: ex},
 		ex:          ex,
+		target:      target,
 	}, nil
 }
 

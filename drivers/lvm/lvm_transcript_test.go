@@ -483,7 +483,14 @@ func TestOptions(t *testing.T) {
 	if o.VolumeGroup != "cinder-volumes" || o.LVMType != "default" || o.VolumeClear != "zero" || *o.MaxOverSubscriptionRatio != 20 {
 		t.Fatalf("defaults %+v", o)
 	}
-	if _, err := d.InitializeConnection(context.Background(), drivers.Volume{ID: vid}, "a", drivers.Connector{}); !drivers.IsKind(err, drivers.KindNotSupported) {
-		t.Fatalf("attach: %v", err)
+	if o.TargetHelper != "" || o.UseCHAPAuth || d.(*Driver).target.VolumesDir() != "/var/lib/ember/targets" {
+		t.Fatalf("attach defaults %+v, volumes_dir %s", o.Options, d.(*Driver).target.VolumesDir())
+	}
+	none, err := drivers.Open(drivers.Backend{Name: "x", Driver: "lvm", Options: map[string]any{"target_helper": "none"}}, drivers.LocalExecutor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := none.InitializeConnection(context.Background(), drivers.Volume{ID: vid}, "a", drivers.Connector{}); !drivers.IsKind(err, drivers.KindNotSupported) {
+		t.Fatalf("attach with target_helper none: %v", err)
 	}
 }

@@ -173,3 +173,59 @@ func TestOptions(t *testing.T) {
 		t.Fatal(fmt.Errorf("defaults: %w", err))
 	}
 }
+
+// A volume tgt cannot serve raw (qcow2) gets Cinder's nfs connection_info,
+// with the share's mount options for the attaching host's mount.
+func TestInitializeConnectionQcow2(t *testing.T) {
+	tr := exectest.New(t, script(mountedJSON+`
+$ test -e MP/VOL
+$ cat -- MP/VOL.info
+! cat: MP/VOL.info: No such file or directory
+? 1
+$ qemu-img info --output=json --backing-chain MP/VOL
+[
+    {
+        "virtual-size": 1073741824,
+        "filename": "MP/VOL",
+        "cluster-size": 65536,
+        "format": "qcow2",
+        "actual-size": 200704,
+        "dirty-flag": false
+    }
+]
+`)...)
+	d, err := drivers.Open(drivers.Backend{Name: "nfs-1", Driver: "nfs", Options: map[string]any{
+		"shares": []string{share}, "mount_point_base": base, "mount_options": "vers=4.1,proto=tcp",
+		"volume_format": "qcow2", "use_chap_auth": true,
+	}}, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := d.InitializeConnection(context.Background(), drivers.Volume{ID: vid, SizeGB: 1, ProviderLocation: share}, "", drivers.Connector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.DriverVolumeType != "nfs" || info.Data["export"] != share || info.Data["name"] != "volume-"+vid ||
+		info.Data["format"] != "qcow2" || info.Data["options"] != "vers=4.1,proto=tcp" {
+		t.Fatalf("connection_info %+v", info)
+	}
+}
+
+func TestAttachOptions(t *testing.T) {
+	for _, o := range []map[string]any{
+		{"target_helper": "iet"},
+		{"target_portal": "nfs1:3260"},
+		{"volumes_dir": "targets"},
+		{"tgt_control_port": 99999},
+	} {
+		o["shares"] = []string{share}
+		if _, err := drivers.Open(drivers.Backend{Name: "n", Driver: "nfs", Options: o}, nil); err == nil {
+			t.Errorf("options %v: want an error", o)
+		}
+	}
+	ok := map[string]any{"shares": []string{share}, "target_helper": "none", "target_portal": "10.0.0.1:3260",
+		"volumes_dir": "/var/lib/ember/targets", "use_chap_auth": true, "tgt_control_port": 2}
+	if _, err := drivers.Open(drivers.Backend{Name: "n", Driver: "nfs", Options: ok}, nil); err != nil {
+		t.Fatal(err)
+	}
+}

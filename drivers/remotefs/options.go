@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/tgt"
 )
 
 // Options are the configuration keys of the mounted backends (glusterfs,
@@ -21,6 +22,10 @@ type Options struct {
 	MountOptions             string  `json:"mount_options"`
 	MaxOverSubscriptionRatio float64 `json:"max_over_subscription_ratio"`
 	ReservedPercentage       int     `json:"reserved_percentage"`
+	// Attach: target_helper (tgt, the default, or none), target_portal,
+	// volumes_dir (default tgt.DefaultVolumesDir, on the storage host,
+	// never on the share), use_chap_auth, tgt_control_port.
+	tgt.Options
 }
 
 // Defaults, as Cinder's.
@@ -80,5 +85,8 @@ func OpenMounted(driver, fstype string, b drivers.Backend, ex drivers.Executor) 
 		Format:                   o.VolumeFormat,
 		MaxOverSubscriptionRatio: o.MaxOverSubscriptionRatio,
 		ReservedPercentage:       o.ReservedPercentage,
+		Target:                   o.Options,
+		VolumeType:               driver,
+		MountOptions:             o.MountOptions,
 	}, ex)
 }

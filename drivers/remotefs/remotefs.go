@@ -7,6 +7,18 @@
 //
 // Concrete drivers (file, glusterfs, nfs) give it their shares and, where a
 // share must be mounted first, a Mount function; the rest is here.
+//
+// # Attach
+//
+// A raw volume without snapshots is exported through tgtd (drivers/tgt)
+// with its file as the backing store: driver_volume_type "iscsi", as the
+// lvm backend. A volume whose active file is qcow2 (a qcow2 volume, or any
+// volume with snapshots) cannot be served raw by tgt; it gets Cinder's
+// remote-filesystem connection_info instead, driver_volume_type
+// "glusterfs", "nfs" or "local" with data {export, name, format: qcow2,
+// options}, and the host opens the file on the share itself. The keys are
+// tgt.Options: target_helper (tgt, the default, or none), target_portal,
+// volumes_dir, use_chap_auth, tgt_control_port.
 package remotefs
 
 import (
@@ -19,6 +31,7 @@ import (
 	"sync"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/tgt"
 )
 
 // Config is what a concrete driver tells the base.
@@ -39,13 +52,28 @@ type Config struct {
 	Format                   string
 	MaxOverSubscriptionRatio float64
 	ReservedPercentage       int
+
+	// Target configures attach of raw volumes through tgt (see
+	// connection.go); its zero value is target_helper tgt with defaults.
+	Target tgt.Options
+	// DefaultVolumesDir is Target's volumes_dir when unset ("" is
+	// tgt.DefaultVolumesDir).
+	DefaultVolumesDir string
+	// VolumeType is the driver_volume_type of the connection_info of
+	// volumes tgt cannot serve (qcow2): "glusterfs", "nfs", "local".
+	// Empty is Driver.
+	VolumeType string
+	// MountOptions go to the attaching host in that connection_info
+	// ("options"), as Cinder passes a share's mount options.
+	MountOptions string
 }
 
 // Driver implements drivers.Driver on a set of shares.
 type Driver struct {
 	drivers.Unsupported
-	cfg Config
-	ex  drivers.Executor
+	cfg    Config
+	ex     drivers.Executor
+	target *tgt.Helper
 
 	mountMu sync.Mutex
 	// mounting serialises mounts per share: two mounts of one share on one
@@ -77,10 +105,18 @@ func New(cfg Config, ex drivers.Executor) (*Driver, error) {
 	if cfg.ReservedPercentage < 0 || cfg.ReservedPercentage > 100 {
 		return nil, fmt.Errorf("options: reserved_percentage %d is outside 0..100", cfg.ReservedPercentage)
 	}
+	target, err := tgt.NewHelper(cfg.Driver, cfg.Target, cfg.DefaultVolumesDir, ex)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.VolumeType == "" {
+		cfg.VolumeType = cfg.Driver
+	}
 	return &Driver{
 		Unsupported: drivers.Unsupported{Driver: cfg.Driver},
 		cfg:         cfg,
 		ex:          ex,
+		target:      target,
 		mounting:    map[string]*sync.Mutex{},
 	}, nil
 }

@@ -1,0 +1,78 @@
+package remotefs
+
+import (
+	"context"
+
+	"github.com/ember-storage/ember/drivers"
+)
+
+// InitializeConnection attaches the volume in one of two ways, by what its
+// active file is:
+//
+//   - raw, the base file itself (no snapshots): exported through tgtd with
+//     the file as LUN 1's backing store, and answered with tgt's iSCSI
+//     connection_info (target_iqn, target_portal, target_lun 1, CHAP with
+//     the password sealed to c.PublicKey or left out);
+//   - qcow2 (a qcow2 volume, or a snapshot chain): tgt would serve the
+//     qcow2 container as raw bytes, so nothing is exported and the answer
+//     is Cinder's remotefs connection_info: driver_volume_type glusterfs,
+//     nfs or local, data {export: the share, name: the active file's name,
+//     format: "qcow2", options: the share's mount options}.
+//
+// A base file that reads as qcow2 on a raw backend is refused: nothing but
+// a guest writing an image header into its raw disk makes one, and
+// handing that to a host as qcow2 would let the guest choose what the host
+// opens (format probing, OSSA-2015-014).
+//
+// With target_helper none both ways answer not_supported. The volume has
+// one target whatever the number of its attachments: attaching an attached
+// volume returns the same target and credentials.
+func (d *Driver) InitializeConnection(ctx context.Context, vol drivers.Volume, attachmentID string, c drivers.Connector) (drivers.ConnectionInfo, error) {
+	const op = "initialize connection"
+	if !d.target.Enabled() {
+		return drivers.ConnectionInfo{}, d.target.NotSupported("initialize_connection")
+	}
+	v, err := d.mustLocate(ctx, op, vol.ID, vol.ProviderLocation)
+	if err != nil {
+		return drivers.ConnectionInfo{}, err
+	}
+	_, ch, err := d.activeChain(ctx, op, v)
+	if err != nil {
+		return drivers.ConnectionInfo{}, err
+	}
+	a := ch.active()
+	switch {
+	case len(ch) == 1 && a.Format == "raw":
+		return d.target.Attach(ctx, vol.ID, v.path(a.file()), c)
+	case len(ch) == 1 && d.cfg.Format == "raw":
+		return drivers.ConnectionInfo{}, drivers.Errorf(drivers.KindConflict, op+" "+v.name,
+			"the volume has no snapshots and its file reads as %s on a raw backend: a guest may have written an image header into it; refusing to hand it to a host as %s", a.Format, a.Format)
+	}
+	return drivers.ConnectionInfo{
+		DriverVolumeType: d.cfg.VolumeType,
+		Data: map[string]any{
+			"export":  v.share,
+			"name":    a.file(),
+			"format":  a.Format,
+			"options": d.cfg.MountOptions,
+		},
+	}, nil
+}
+
+// TerminateConnection removes the volume's tgt target, its CHAP account
+// and its target file. A target that is gone is success, and so is a
+// volume that never had one (a qcow2 volume: the host unmounts on its
+// own); the volume's files are not looked at.
+//
+// It ends every attachment of the volume, whatever attachmentID and c say:
+// a volume has one target for all of them. The function layer calls it
+// when the last attachment of the volume goes, and not before.
+func (d *Driver) TerminateConnection(ctx context.Context, vol drivers.Volume, attachmentID string, c drivers.Connector) error {
+	if !d.target.Enabled() {
+		return d.target.NotSupported("terminate_connection")
+	}
+	if err := drivers.CheckID(vol.ID); err != nil {
+		return err
+	}
+	return d.target.Detach(ctx, vol.ID)
+}

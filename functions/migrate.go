@@ -1,0 +1,103 @@
+package functions
+
+import (
+	"context"
+	"io"
+
+	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/events"
+)
+
+// MigrateVolume serves volume.migrate.requested: a streaming copy to another
+// configured backend, then the old copy deleted (Cinder's generic migration).
+//
+// It has two steps with a checkpoint between them, so that a crash at any
+// moment neither loses the data nor leaves two live copies: (1) create the
+// volume on the destination and copy the bytes; the record then switches to
+// the destination, remembering the source (Request.Save, fenced); (2) delete
+// the source copy and forget it. A re-run after a crash in (1) copies again
+// (the destination create is idempotent); after the checkpoint it does (2)
+// only.
+type MigrateVolume struct{ onVolume }
+
+func newMigrateVolume(env *Env) *MigrateVolume {
+	return &MigrateVolume{onVolume{env: env, typ: events.VolumeMigrateRequested, active: StatusMigrating}}
+}
+
+func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
+	p := r.Input.Payload.(*events.VolumeMigrate)
+	began := f.env.now()
+	v, src, err := f.existing(r, StatusAvailable)
+	if err != nil {
+		return f.Fail(r, err), nil
+	}
+	if v.Migration == nil {
+		if v.Backend == p.DestBackend {
+			return f.end(r, v, began, StatusAvailable, nil), nil // there already
+		}
+		if len(v.Snapshots) > 0 {
+			return f.Fail(r, fail(string(drivers.KindBusy), "volume %s has %d snapshots; a migration would leave them behind", v.ID, len(v.Snapshots))), nil
+		}
+		dst, err := f.env.driver(p.DestBackend)
+		if err != nil {
+			return f.Fail(r, fail(CodeInvalid, "dest_backend %q is not configured here", p.DestBackend)), nil
+		}
+		moved, err := f.copy(ctx, r, v, src, dst, p.DestBackend)
+		if err != nil {
+			return f.failCopy(ctx, r, v, dst, err)
+		}
+		if r.Save != nil {
+			if err := r.Save(ctx, moved); err != nil {
+				return Outcome{}, err // lease lost or Redis away: the re-run copies again
+			}
+		}
+		v = moved
+	} else if v.Migration.FromBackend == p.DestBackend {
+		return f.Fail(r, fail(string(drivers.KindConflict), "volume %s is finishing a migration from %s; migrate again after it", v.ID, p.DestBackend)), nil
+	}
+	old, err := f.env.driver(v.Migration.FromBackend)
+	if err != nil {
+		return Outcome{}, err // the source backend left the config: retry, then dead-letter
+	}
+	err = old.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB, ProviderLocation: v.Migration.FromProviderLocation})
+	if err != nil && !drivers.IsKind(err, drivers.KindNotFound) {
+		return Outcome{}, err // the data is safe on the destination: retry the delete
+	}
+	v.Migration = nil
+	return f.end(r, v, began, StatusAvailable, nil), nil
+}
+
+// copy makes v on dst and streams its bytes there; it returns the record
+// as it will be once the volume lives on dst.
+func (f *MigrateVolume) copy(ctx context.Context, r *Request, v *Volume, src, dst drivers.Driver, dest string) (*Volume, error) {
+	size, err := drivers.Bytes(v.SizeGB)
+	if err != nil {
+		return nil, err
+	}
+	mu, err := dst.CreateVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB})
+	if err != nil {
+		return nil, err
+	}
+	to := drivers.Volume{ID: v.ID, SizeGB: v.SizeGB, ProviderLocation: mu.ProviderLocation}
+	err = stream(ctx, r, size,
+		func(ctx context.Context, w io.Writer) error { return src.ReadVolume(ctx, dv(v), w) },
+		func(ctx context.Context, rd io.Reader) error { return dst.WriteVolume(ctx, to, rd) })
+	if err != nil {
+		return nil, err
+	}
+	moved := v.Clone()
+	moved.Migration = &Migration{FromBackend: v.Backend, FromProviderLocation: v.ProviderLocation}
+	moved.Backend, moved.ProviderLocation = dest, mu.ProviderLocation
+	return moved, nil
+}
+
+// failCopy handles a failed first step: transient errors are retried; a
+// permanent one removes the partial destination copy (as Cinder does) and
+// answers .error with the volume where it was.
+func (f *MigrateVolume) failCopy(ctx context.Context, r *Request, v *Volume, dst drivers.Driver, err error) (Outcome, error) {
+	if Retryable(err) {
+		return Outcome{}, err
+	}
+	_ = dst.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB})
+	return f.Fail(r, err), nil
+}
