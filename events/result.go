@@ -24,6 +24,10 @@ type ResultData struct {
 	BackupID         string            `json:"backup_id,omitempty"`
 	AttachmentID     string            `json:"attachment_id,omitempty"`
 	ImageID          string            `json:"image_id,omitempty"`
+	DiskFormat       string            `json:"disk_format,omitempty"`
+	ParentID         string            `json:"parent_id,omitempty"`
+	Incremental      bool              `json:"is_incremental,omitempty"`
+	ObjectCount      int               `json:"object_count,omitempty"`
 	Size             int               `json:"size,omitempty"`
 	VolumeSize       int               `json:"volume_size,omitempty"`
 	Status           string            `json:"status,omitempty"`

@@ -286,6 +286,39 @@ func TestEveryOperationOnFileBackends(t *testing.T) {
 		t.Fatal("migrated volume's file still on local2 after delete")
 	}
 
+	// Attach and detach on the qcow2 backend: a qcow2 volume is handed to
+	// the host as a file (no iSCSI target: tgt serves raw only; the tgt path
+	// is tested against a real tgtd in drivers/file).
+	f, att := uuid.NewString(), uuid.NewString()
+	onQcow2 := createData(f, 1)
+	onQcow2["backend"] = "local2"
+	p.do(events.VolumeRequested, onQcow2, events.PhaseEnd)
+	connector := map[string]any{"initiator": "iqn.1993-08.org.debian:01:host1", "host": "host1", "ip": "127.0.0.1"}
+	ra := p.do(events.VolumeAttachRequested, map[string]any{"volume_id": f, "attachment_id": att, "connector": connector}, events.PhaseEnd)
+	ci, _ := ra.Data.ConnectionInfo.(map[string]any)
+	if ra.Data.Status != "in-use" || ra.Data.AttachmentID != att || ci["driver_volume_type"] != "local" {
+		t.Fatalf("attach.end: %+v", ra.Data)
+	}
+	if r := p.do(events.VolumeAttachRequested, map[string]any{"volume_id": f, "attachment_id": uuid.NewString(), "connector": connector}, events.PhaseError); r.Data.Error.Code != "volume_busy" {
+		t.Fatalf("second attachment: %+v", r.Data.Error)
+	}
+	for _, refused := range []struct {
+		typ  string
+		data map[string]any
+	}{
+		{events.VolumeDeleted, deleteData(f, projA)},
+		{events.SnapshotRequested, map[string]any{"snapshot_id": uuid.NewString(), "volume_id": f}},
+		{events.VolumeExtendRequested, map[string]any{"volume_id": f, "new_size_gb": 2}},
+	} {
+		if r := p.do(refused.typ, refused.data, events.PhaseError); r.Data.Error.Code != "volume_busy" {
+			t.Fatalf("%s of an attached volume: %+v", refused.typ, r.Data.Error)
+		}
+	}
+	if r := p.do(events.VolumeDetachRequested, map[string]any{"volume_id": f, "attachment_id": att, "connector": connector}, events.PhaseEnd); r.Data.Status != "available" {
+		t.Fatalf("detach.end: %+v", r.Data)
+	}
+	p.do(events.VolumeDeleted, deleteData(f, projA), events.PhaseEnd)
+
 	// Cleanup through the pipeline leaves no volume file behind.
 	p.do(events.SnapshotDeleted, map[string]any{"snapshot_id": s2, "volume_id": a}, events.PhaseEnd)
 	for _, v := range []string{a, b, d2, e} {

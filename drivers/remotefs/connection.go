@@ -62,7 +62,7 @@ func (d *Driver) InitializeConnection(ctx context.Context, vol drivers.Volume, a
 // TerminateConnection removes the volume's tgt target, its CHAP account
 // and its target file. A target that is gone is success, and so is a
 // volume that never had one (a qcow2 volume: the host unmounts on its
-// own); the volume's files are not looked at.
+// own, and tgtd is not asked).
 //
 // It ends every attachment of the volume, whatever attachmentID and c say:
 // a volume has one target for all of them. The function layer calls it
@@ -73,6 +73,16 @@ func (d *Driver) TerminateConnection(ctx context.Context, vol drivers.Volume, at
 	}
 	if err := drivers.CheckID(vol.ID); err != nil {
 		return err
+	}
+	// A volume whose active file is qcow2 was never exported: tgtd need
+	// not even run. Its format cannot have changed since the attach, for
+	// snapshots (which make qcow2 overlays) are refused while a volume is
+	// attached. Any doubt (the volume gone, the chain unreadable) falls
+	// through to removing the target, which is idempotent.
+	if v, err := d.mustLocate(ctx, "terminate connection", vol.ID, vol.ProviderLocation); err == nil {
+		if _, ch, err := d.activeChain(ctx, "terminate connection", v); err == nil && (len(ch) > 1 || ch.active().Format != "raw") {
+			return nil
+		}
 	}
 	return d.target.Detach(ctx, vol.ID)
 }

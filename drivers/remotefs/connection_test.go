@@ -204,6 +204,8 @@ func TestTerminateConnection(t *testing.T) {
 		c.Target.VolumesDir = "/etc/tgt/ember"
 		c.Target.ControlPort = 3
 	}, `
+$ test -e `+cBase+`
+? 1
 $ cat /etc/tgt/ember/volume-`+vid+`
 <target `+cIQN+`>
     backing-store `+cBase+`
@@ -215,6 +217,8 @@ $ tgtadm -C 3 --lld iscsi --op show --mode target
 $ tgt-admin -C 3 --force --delete `+cIQN+`
 $ tgtadm -C 3 --lld iscsi --op show --mode target
 $ rm -f /etc/tgt/ember/volume-`+vid+`
+$ test -e `+cBase+`
+? 1
 $ cat /etc/tgt/ember/volume-`+vid+`
 ! cat: /etc/tgt/ember/volume-`+vid+`: No such file or directory
 ? 1
@@ -235,5 +239,14 @@ func TestConnectionTargetHelperNone(t *testing.T) {
 	}
 	if err := d.TerminateConnection(ctx, drivers.Volume{ID: vid}, "", drivers.Connector{}); !drivers.IsKind(err, drivers.KindNotSupported) {
 		t.Errorf("detach: want not_supported, got %v", err)
+	}
+}
+
+// A qcow2 volume was never exported: its detach asks tgtd nothing (tgtd
+// need not run), which the transcript enforces by having no tgt step.
+func TestTerminateConnectionQcow2AsksNoTarget(t *testing.T) {
+	d := transcriptDriver(t, "qcow2", func(c *Config) { c.VolumeType = "local"; c.MountOptions = "" }, qcow2Base)
+	if err := d.TerminateConnection(context.Background(), drivers.Volume{ID: vid, SizeGB: 1}, "", drivers.Connector{}); err != nil {
+		t.Fatal(err)
 	}
 }
