@@ -51,7 +51,7 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 				return Outcome{}, err // lease lost or Redis away: the re-run copies again
 			}
 		}
-		v = moved
+		v = moved.Clone() // what was saved stays as saved
 	} else if v.Migration.FromBackend == p.DestBackend {
 		return f.Fail(r, fail(string(drivers.KindConflict), "volume %s is finishing a migration from %s; migrate again after it", v.ID, p.DestBackend)), nil
 	}

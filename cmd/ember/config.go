@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/router"
 )
 
 // Config is the file `ember serve --config` reads (SPEC §6); environment
@@ -25,6 +26,8 @@ type Config struct {
 		OutputMode        string   `yaml:"output_mode"` // binary (default) or structured
 		Partitions        int32    `yaml:"partitions"`
 		ReplicationFactor int16    `yaml:"replication_factor"`
+		// TLS and SASL (tls: {...}, sasl: {...}): see router.KafkaSecurity.
+		router.KafkaSecurity `yaml:",inline"`
 	} `yaml:"kafka"`
 	Redis struct {
 		URL     string `yaml:"url"`
@@ -32,6 +35,12 @@ type Config struct {
 			Addrs []string `yaml:"addrs"`
 		} `yaml:"cluster"`
 		KeyPrefix string `yaml:"key_prefix"`
+		// AUTH and TLS (cmd/ember/security.go); the password comes from
+		// EMBER_REDIS_PASSWORD, password_file or the URL, never inline.
+		Username     string        `yaml:"username"`
+		PasswordFile string        `yaml:"password_file"`
+		Password     router.Secret `yaml:"-"`
+		TLS          redisTLS      `yaml:"tls"`
 	} `yaml:"redis"`
 	Delivery struct {
 		Lease          time.Duration `yaml:"lease"`
@@ -50,6 +59,24 @@ type Config struct {
 		KeyFile        string `yaml:"key_file"`
 		KnownHostsFile string `yaml:"known_hosts_file"`
 	} `yaml:"ssh"`
+	// Backups is the backup store (backup.requested, restores, creates
+	// from a backup): a directory on this host, Cinder's chunked layout.
+	Backups struct {
+		Dir         string `yaml:"dir"`
+		ChunkSize   int64  `yaml:"chunk_size"`
+		Compression string `yaml:"compression"`
+	} `yaml:"backups"`
+	// Images is where volume.upload.requested writes images, and which
+	// URLs a volume may be created from (nothing else is ever fetched).
+	Images struct {
+		Dir             string   `yaml:"dir"`
+		AllowedPrefixes []string `yaml:"allowed_prefixes"`
+		TempDir         string   `yaml:"temp_dir"`
+	} `yaml:"images"`
+	// Scheduler and Audit configure the timers (cmd/ember/timers.go).
+	Scheduler      SchedulerConfig   `yaml:"scheduler"`
+	Audit          AuditConfig       `yaml:"audit"`
+	envErrs        []error           // EMBER_* values that could not be read
 	VolumeTypes    map[string]string `yaml:"volume_types"`
 	DefaultBackend string            `yaml:"default_backend"`
 	Backends       []drivers.Backend `yaml:"backends"`
@@ -72,6 +99,9 @@ func loadConfig(path string) (*Config, error) {
 		}
 	}
 	c.applyEnv(os.Getenv)
+	if err := c.loadSecrets(); err != nil {
+		return nil, err
+	}
 	c.setDefaults()
 	if err := c.validate(); err != nil {
 		if path != "" {
@@ -100,6 +130,8 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	set("EMBER_INSTANCE", &c.Instance)
 	set("EMBER_HTTP", &c.HTTP)
 	set("EMBER_DEFAULT_BACKEND", &c.DefaultBackend)
+	c.applySecurityEnv(getenv)
+	c.applyTimerEnv(getenv)
 }
 
 func (c *Config) setDefaults() {
@@ -124,6 +156,7 @@ func (c *Config) setDefaults() {
 	if c.HTTP == "" {
 		c.HTTP = "127.0.0.1:8080"
 	}
+	c.setTimerDefaults()
 }
 
 func (c *Config) validate() error {
@@ -152,5 +185,7 @@ func (c *Config) validate() error {
 	if c.DefaultBackend != "" && !seen[c.DefaultBackend] {
 		errs = append(errs, fmt.Errorf("default_backend %q is not configured", c.DefaultBackend))
 	}
+	errs = append(errs, c.checkSecurity())
+	errs = append(errs, c.checkTimers()...)
 	return errors.Join(errs...)
 }

@@ -17,7 +17,7 @@ import (
 // input topic (after the cause is fixed: a backend back up, a bug fixed).
 func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	if len(args) < 2 || (args[0] != "list" && args[0] != "replay") {
-		fmt.Fprintln(stderr, "usage: ember dlq list|replay TYPE [--kafka ADDR] [--offset N]")
+		fmt.Fprintln(stderr, "usage: ember dlq list|replay TYPE [--kafka ADDR] [--config FILE] [--offset N]")
 		return 2
 	}
 	verb, typ := args[0], args[1]
@@ -25,6 +25,7 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	kafkaAddr := fs.String("kafka", envOr("EMBER_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers, comma-separated")
 	prefix := fs.String("topic-prefix", getenv("EMBER_KAFKA_TOPIC_PREFIX"), "topic prefix")
+	configPath := fs.String("config", "", "read brokers, topic prefix and Kafka TLS/SASL from this configuration file")
 	only := fs.Int64("offset", -1, "replay only the dead letter at this offset (default: all)")
 	if err := fs.Parse(args[2:]); err != nil {
 		return 2
@@ -34,6 +35,10 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := router.Config{Brokers: splitList(*kafkaAddr), TopicPrefix: *prefix}
+	if err := secureClient(&cfg, fs, *configPath); err != nil {
+		fmt.Fprintln(stderr, "ember dlq:", err)
+		return 1
+	}
 	cfg.SetDefaults()
 	client, err := sarama.NewClient(cfg.Brokers, cfg.SaramaConfig())
 	if err != nil {

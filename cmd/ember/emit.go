@@ -23,7 +23,7 @@ import (
 // as they arrive and exits 0 on .end, 1 on .error, 2 on timeout.
 func cmdEmit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintln(stderr, "usage: ember emit TYPE --data FILE|- [--id ID] [--source URI] [--kafka ADDR] [--wait] [--timeout 60s] [--json]")
+		fmt.Fprintln(stderr, "usage: ember emit TYPE --data FILE|- [--id ID] [--source URI] [--kafka ADDR] [--config FILE] [--wait] [--timeout 60s] [--json]")
 		return 2
 	}
 	typ := args[0]
@@ -34,6 +34,7 @@ func cmdEmit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	source := fs.String("source", "/ember/cli", "event source")
 	kafkaAddr := fs.String("kafka", envOr("EMBER_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka brokers, comma-separated")
 	prefix := fs.String("topic-prefix", getenv("EMBER_KAFKA_TOPIC_PREFIX"), "topic prefix")
+	configPath := fs.String("config", "", "read brokers, topic prefix and Kafka TLS/SASL from this configuration file")
 	wait := fs.Bool("wait", false, "print the results of the request and exit on .end (0) or .error (1)")
 	timeout := fs.Duration("timeout", 60*time.Second, "how long --wait waits (exit 2 after)")
 	asJSON := fs.Bool("json", false, "print each result as one CloudEvent JSON per line")
@@ -63,14 +64,18 @@ func cmdEmit(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ember emit: refusing to publish:", err)
 		return 1
 	}
-	brokers := splitList(*kafkaAddr)
-	cfg := router.Config{Brokers: brokers, TopicPrefix: *prefix}
+	cfg := router.Config{Brokers: splitList(*kafkaAddr), TopicPrefix: *prefix}
+	if err := secureClient(&cfg, fs, *configPath); err != nil {
+		fmt.Fprintln(stderr, "ember emit:", err)
+		return 1
+	}
+	brokers := cfg.Brokers
 	cfg.SetDefaults()
 	sc := cfg.SaramaConfig()
 	sc.ClientID = "ember-emit"
 	client, err := sarama.NewClient(brokers, sc)
 	if err != nil {
-		fmt.Fprintf(stderr, "ember emit: kafka %s: %v\n", *kafkaAddr, err)
+		fmt.Fprintf(stderr, "ember emit: kafka %s: %v\n", strings.Join(brokers, ","), err)
 		return 1
 	}
 	defer client.Close()

@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/backupstore"
+	"github.com/ember-storage/ember/drivers/imagestore"
 	"github.com/ember-storage/ember/drivers/sshexec"
 	"github.com/ember-storage/ember/events"
 	"github.com/ember-storage/ember/functions"
@@ -32,6 +34,7 @@ type runtime struct {
 	reg     *prometheus.Registry
 	log     *slog.Logger
 	onClose []func()
+	timers  timerSet // backend stats and audits (timers.go)
 }
 
 // newRuntime builds everything the config describes; only names in
@@ -57,6 +60,11 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 		}
 		env.Backends[b.Name] = d
 	}
+	sched := newScheduler(rdb, cfg)
+	env.Scheduler = sched
+	if err := cfg.stores(env); err != nil {
+		return nil, err
+	}
 	fns, err := pickFunctions(functions.All(env), only)
 	if err != nil {
 		return nil, err
@@ -70,11 +78,19 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 			Ceiling: cfg.Delivery.Retry.Ceiling},
 		CrashAt: getenv(router.CrashAtEnv),
 	}
+	if err := rcfg.Secure(cfg.Kafka.KafkaSecurity); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
 	svc, err := router.New(rcfg, guard, env, fns, router.NewMetrics(rt.reg), log)
 	if err != nil {
 		return nil, err
 	}
 	rt.svc = svc
+	if err := rt.setupTimers(rcfg, env, sched); err != nil {
+		_ = svc.Close()
+		return nil, err
+	}
 	log.Info("functions ready", "functions", strings.Join(functions.Types(fns), ","), "backends", len(env.Backends),
 		"brokers", strings.Join(cfg.Kafka.Brokers, ","))
 	return rt, nil
@@ -82,13 +98,42 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 
 func redisClient(cfg *Config) (redis.UniversalClient, error) {
 	if len(cfg.Redis.Cluster.Addrs) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: cfg.Redis.Cluster.Addrs}), nil
+		copt := &redis.ClusterOptions{Addrs: cfg.Redis.Cluster.Addrs}
+		if err := cfg.secureRedisCluster(copt); err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(copt), nil
 	}
 	opt, err := redis.ParseURL(cfg.Redis.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
 	}
+	if err := cfg.secureRedis(opt); err != nil {
+		return nil, err
+	}
 	return redis.NewClient(opt), nil
+}
+
+// stores adds the configured backup and image stores to env.
+func (cfg *Config) stores(env *functions.Env) error {
+	if cfg.Backups.Dir != "" {
+		st := &backupstore.Store{Dir: cfg.Backups.Dir, ChunkSize: cfg.Backups.ChunkSize, Compression: cfg.Backups.Compression}
+		if err := st.Validate(); err != nil {
+			return fmt.Errorf("backups: %w", err)
+		}
+		env.Backups = st
+	}
+	if cfg.Images.Dir != "" {
+		st := &imagestore.Store{Dir: cfg.Images.Dir}
+		if err := st.Validate(); err != nil {
+			return fmt.Errorf("images: %w", err)
+		}
+		env.Images = st
+	}
+	if len(cfg.Images.AllowedPrefixes) > 0 {
+		env.Fetcher = &imagestore.Fetcher{AllowedPrefixes: cfg.Images.AllowedPrefixes, TempDir: cfg.Images.TempDir}
+	}
+	return nil
 }
 
 // executorFor returns the executor of a backend's host.
@@ -162,7 +207,9 @@ func (rt *runtime) serveHTTP(addr string) error {
 
 // run consumes until ctx ends, then shuts down in order.
 func (rt *runtime) run(ctx context.Context) error {
+	stopTimers := rt.startTimers(ctx)
 	err := rt.svc.Run(ctx)
+	stopTimers()
 	rt.close()
 	return err
 }
