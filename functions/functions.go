@@ -100,7 +100,7 @@ type Request struct {
 // from a snapshot or a clone reads its source): the router locks those
 // volumes too, for the whole request, and hands in their records.
 type Sourced interface {
-	Sources(in *events.Request) []string
+	Sources(ctx context.Context, in *events.Request) []string
 }
 
 // progress reports done of total bytes through r.Progress.

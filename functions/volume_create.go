@@ -120,9 +120,9 @@ const (
 // Sources names the volume a create reads: the source volume of a clone,
 // the parent volume of a snapshot (found through the index). The router
 // locks it for the whole create (SPEC §4).
-func (f *CreateVolume) Sources(in *events.Request) []string {
+func (f *CreateVolume) Sources(ctx context.Context, in *events.Request) []string {
 	p := in.Payload.(*events.VolumeRequest)
-	if id := f.sourceID(context.Background(), p); id != "" {
+	if id := f.sourceID(ctx, p); id != "" {
 		return []string{id}
 	}
 	return nil

@@ -222,7 +222,7 @@ func (d *delivery) lockSources(ctx context.Context, in *events.Request, volumeID
 	if !ok {
 		return nil, nil
 	}
-	ids := sf.Sources(in)
+	ids := sf.Sources(ctx, in)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	var held []heldLock

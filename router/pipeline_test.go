@@ -142,9 +142,11 @@ func (p *pipeline) start() (stop func()) {
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
+			began := time.Now()
 			cancel()
 			_ = svc.Close()
 			<-done
+			p.t.Logf("service stopped in %s", time.Since(began).Round(time.Millisecond))
 		})
 	}
 	p.t.Cleanup(stop)
