@@ -100,7 +100,8 @@ type Request struct {
 // from a snapshot or a clone reads its source): the router locks those
 // volumes too, for the whole request, and hands in their records.
 type Sourced interface {
-	Sources(ctx context.Context, in *events.Request) []string
+	// Sources lists them; an error (the index unreachable) is transient.
+	Sources(ctx context.Context, in *events.Request) ([]string, error)
 }
 
 // progress reports done of total bytes through r.Progress.

@@ -120,32 +120,26 @@ const (
 // Sources names the volume a create reads: the source volume of a clone,
 // the parent volume of a snapshot (found through the index). The router
 // locks it for the whole create (SPEC §4).
-func (f *CreateVolume) Sources(ctx context.Context, in *events.Request) []string {
+func (f *CreateVolume) Sources(ctx context.Context, in *events.Request) ([]string, error) {
 	p := in.Payload.(*events.VolumeRequest)
-	if id := f.sourceID(ctx, p); id != "" {
-		return []string{id}
-	}
-	return nil
-}
-
-// sourceID is the volume a snapshot or clone source lives on ("" if none
-// or unknown).
-func (f *CreateVolume) sourceID(ctx context.Context, p *events.VolumeRequest) string {
 	if p.Source == nil {
-		return ""
+		return nil, nil
 	}
 	switch p.Source.Kind {
 	case SourceVolume:
-		return p.Source.ID
+		return []string{p.Source.ID}, nil
 	case SourceSnapshot:
-		if f.env.Index != nil {
-			id, err := f.env.Index.Lookup(ctx, KindSnapshot, p.Source.ID)
-			if err == nil {
-				return id
-			}
+		if f.env.Index == nil {
+			return nil, nil
 		}
+		// An unknown snapshot has no volume to lock: Run answers not_found.
+		id, err := f.env.Index.Lookup(ctx, KindSnapshot, p.Source.ID)
+		if err != nil || id == "" {
+			return nil, err
+		}
+		return []string{id}, nil
 	}
-	return ""
+	return nil, nil
 }
 
 // sourceVolume is the locked record of the create's source volume.

@@ -222,7 +222,10 @@ func (d *delivery) lockSources(ctx context.Context, in *events.Request, volumeID
 	if !ok {
 		return nil, nil
 	}
-	ids := sf.Sources(ctx, in)
+	ids, err := sf.Sources(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("sources of %s: %w", volumeID, err)
+	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	var held []heldLock
