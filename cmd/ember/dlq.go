@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/Shopify/sarama"
+	"github.com/google/uuid"
 
 	"github.com/ember-storage/ember/events"
 	"github.com/ember-storage/ember/router"
@@ -69,11 +70,24 @@ func cmdDLQ(args []string, stdout, stderr io.Writer) int {
 				delete(msg.Metadata, k)
 			}
 		}
+		newID := replayID(h, km)
+		if newID != "" {
+			// The dead-lettered request has its terminal result already (the
+			// .error published with the dead letter): the same (source, id)
+			// would only get that stored result again. A replay is a new
+			// request: a new id, derived from the dead letter so that
+			// replaying it twice is still one request, and the original's
+			// correlationid, so that the requester can follow it.
+			if msg.Metadata.Get("ce_correlationid") == "" {
+				msg.Metadata.Set("ce_correlationid", h["ce_id"])
+			}
+			msg.Metadata.Set("ce_id", newID)
+		}
 		pm, _ := events.KafkaMarshaler{}.Marshal(cfg.Topic(typ), msg)
 		if _, _, err := producer.SendMessage(pm); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "replayed %d/%d id=%s to %s\n", km.Partition, km.Offset, h["ce_id"], cfg.Topic(typ))
+		fmt.Fprintf(stdout, "replayed %d/%d id=%s as id=%s to %s\n", km.Partition, km.Offset, h["ce_id"], msg.Metadata.Get("ce_id"), cfg.Topic(typ))
 		return nil
 	})
 	if err != nil {
@@ -125,4 +139,16 @@ func eachRecord(client sarama.Client, topic string, fn func(*sarama.ConsumerMess
 		pc.Close()
 	}
 	return n, nil
+}
+
+// replayID is the id of the request a replay publishes: a UUIDv5 of the
+// dead letter's place in its topic and the original id. A record without a
+// CloudEvents id (it was dead-lettered for being unreadable) keeps its
+// headers as they were: it goes back to the input as it came.
+func replayID(h map[string]string, km *sarama.ConsumerMessage) string {
+	if h["ce_id"] == "" {
+		return ""
+	}
+	name := fmt.Sprintf("replay\x00%s\x00%d\x00%d\x00%s\x00%s", km.Topic, km.Partition, km.Offset, h["ce_source"], h["ce_id"])
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(name)).String()
 }

@@ -207,9 +207,16 @@ backends:
 
 func publishCreate(t *testing.T, brokers []string, topic, vol string) string {
 	t.Helper()
+	return publishInput(t, brokers, topic, events.VolumeRequested,
+		map[string]any{"volume_id": vol, "project_id": exampleProject, "user_id": exampleUser, "size_gb": 1})
+}
+
+// publishInput publishes one request of type typ to topic; it returns its id.
+func publishInput(t *testing.T, brokers []string, topic, typ string, fields map[string]any) string {
+	t.Helper()
 	id := uuid.NewString()
-	data, _ := json.Marshal(map[string]any{"volume_id": vol, "project_id": exampleProject, "user_id": exampleUser, "size_gb": 1})
-	rec, err := events.NewInput(events.VolumeRequested, "/crash-test", id, data, time.Time{})
+	data, _ := json.Marshal(fields)
+	rec, err := events.NewInput(typ, "/crash-test", id, data, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
