@@ -42,6 +42,12 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		if err != nil {
 			return f.Fail(r, fail(CodeInvalid, "dest_backend %q is not configured here", p.DestBackend)), nil
 		}
+		if moved, mu, err := f.assisted(ctx, src, dst, v); err != nil {
+			return driverFailure(f, r, err)
+		} else if moved {
+			v.Backend, v.ProviderLocation = p.DestBackend, mu.ProviderLocation
+			return f.end(r, v, began, StatusAvailable, nil), nil
+		}
 		moved, err := f.copy(ctx, r, v, src, dst, p.DestBackend)
 		if err != nil {
 			return f.failCopy(ctx, r, v, dst, err)
@@ -100,4 +106,28 @@ func (f *MigrateVolume) failCopy(ctx context.Context, r *Request, v *Volume, dst
 	}
 	_ = dst.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB})
 	return f.Fail(r, err), nil
+}
+
+// Migrator is a driver that can move a volume itself when the destination
+// is near (Cinder's driver-assisted migrate_volume: LVM between volume
+// groups of one host, by dd, without streaming through Ember). It copies,
+// then deletes its own copy, and is idempotent: a re-run after a crash
+// finds the finished copy. moved=false means "not mine": the generic copy
+// runs.
+type Migrator interface {
+	MigrateVolume(ctx context.Context, v drivers.Volume, destLocationInfo string) (moved bool, mu drivers.ModelUpdate, err error)
+}
+
+// assisted lets the source driver move the volume when it can; the
+// destination is described by its stats' location_info.
+func (f *MigrateVolume) assisted(ctx context.Context, src, dst drivers.Driver, v *Volume) (bool, drivers.ModelUpdate, error) {
+	m, ok := src.(Migrator)
+	if !ok {
+		return false, drivers.ModelUpdate{}, nil
+	}
+	stats, err := dst.GetVolumeStats(ctx)
+	if err != nil || stats.LocationInfo == "" {
+		return false, drivers.ModelUpdate{}, nil // the generic copy needs no stats
+	}
+	return m.MigrateVolume(ctx, dv(v), stats.LocationInfo)
 }

@@ -226,3 +226,43 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		t.Fatalf("want a retryable error, got %v", err)
 	}
 }
+
+// assistedDriver is a stand-in source that moves volumes itself when the
+// destination's location_info says it can (as LVM does between VGs).
+type assistedDriver struct {
+	recorder
+	location string
+}
+
+func (a *assistedDriver) GetVolumeStats(context.Context) (drivers.Stats, error) {
+	return drivers.Stats{LocationInfo: a.location}, nil
+}
+
+func (a *assistedDriver) MigrateVolume(_ context.Context, v drivers.Volume, dest string) (bool, drivers.ModelUpdate, error) {
+	a.call("migrate:" + dest)
+	return dest == "near", drivers.ModelUpdate{ProviderLocation: "vg2"}, nil
+}
+
+func TestMigrateLetsTheDriverMoveWhenItCan(t *testing.T) {
+	for _, c := range []struct {
+		location  string
+		wantCalls []string
+	}{
+		{"near", []string{"migrate:near"}},
+		{"far", []string{"migrate:far", "create", "read", "write", "delete"}},
+	} {
+		src, dst := &assistedDriver{}, &assistedDriver{location: c.location}
+		env := &Env{Instance: "i", Backends: map[string]drivers.Driver{"b": src, "c": dst}}
+		out, err := All(env)[events.VolumeMigrateRequested].Run(context.Background(),
+			request(t, events.VolumeMigrateRequested, map[string]any{"volume_id": vol, "project_id": proj, "dest_backend": "c"}, available()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := append(src.calls, dst.calls...)
+		slices.Sort(calls)
+		slices.Sort(c.wantCalls)
+		if out.Results[0].Type != "volume.migrate.end" || out.Volume.Backend != "c" || !slices.Equal(calls, c.wantCalls) {
+			t.Fatalf("%s: %s, record %+v, calls %v", c.location, out.Results[0].Type, out.Volume, calls)
+		}
+	}
+}
