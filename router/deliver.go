@@ -136,11 +136,11 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 	}
 	crashPoint(d.cfg.CrashAt, "after-start")
 
-	actx, stop := d.guard.keepLease(ctx, volumeID, claim.Lock)
+	actx, stop := d.guard.keepLease(ctx, volumeID, claim.Lock, claim.At)
 	stops := []func() bool{stop}
 	for _, h := range held {
 		var s func() bool
-		actx, s = d.guard.keepLease(actx, h.volumeID, h.lock)
+		actx, s = d.guard.keepLease(actx, h.volumeID, h.lock, h.at)
 		stops = append(stops, s)
 	}
 	req.Progress = d.progress(actx, in)
@@ -210,7 +210,10 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 }
 
 // heldLock is a source volume's lock held for one request.
-type heldLock struct{ volumeID, lock string }
+type heldLock struct {
+	volumeID, lock string
+	at             time.Time
+}
 
 // lockSources locks the volumes a Sourced function reads besides its own,
 // in id order, and puts their records in req.Sources. If one is busy, the
@@ -243,7 +246,7 @@ func (d *delivery) lockSources(ctx context.Context, in *events.Request, volumeID
 			d.releaseSources(ctx, held)
 			return nil, err
 		}
-		held = append(held, heldLock{id, c.Lock})
+		held = append(held, heldLock{id, c.Lock, c.At})
 		var v *functions.Volume
 		if c.Volume != nil {
 			v = new(functions.Volume)

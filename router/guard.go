@@ -69,6 +69,9 @@ type Claim struct {
 	Volume []byte
 	// Stored is the completed request's record (Done only).
 	Stored []byte
+	// At is when the claim was asked for: the lock expires no earlier than
+	// At + Lease unless renewed.
+	At time.Time
 }
 
 // KEYS: lock, fence, req, vol. ARGV: owner, request key, lease ms.
@@ -89,6 +92,7 @@ return {'claimed', lock, token, vol}
 // expires after its lease, and the next claim takes over with a new token.
 func (g *Guard) Claim(ctx context.Context, volumeID, reqKey, owner string) (Claim, error) {
 	g.calls("claim")
+	at := time.Now()
 	keys := []string{g.key(volumeID, "lock"), g.key(volumeID, "fence"), g.key(volumeID, "req:"+reqKey), g.key(volumeID, "vol")}
 	res, err := claimScript.Run(ctx, g.rdb, keys, owner, reqKey, g.Lease.Milliseconds()).Slice()
 	if err != nil {
@@ -100,7 +104,7 @@ func (g *Guard) Claim(ctx context.Context, volumeID, reqKey, owner string) (Clai
 	case "busy":
 		return Claim{State: Busy}, nil
 	case "claimed":
-		c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64)}
+		c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64), At: at}
 		if v := res[3].(string); v != "" {
 			c.Volume = []byte(v)
 		}
@@ -196,6 +200,7 @@ return {'claimed', lock, token, vol}
 // own volume. State is Claimed or Busy.
 func (g *Guard) Lock(ctx context.Context, volumeID, reqKey, owner string) (Claim, error) {
 	g.calls("lock")
+	at := time.Now()
 	keys := []string{g.key(volumeID, "lock"), g.key(volumeID, "fence"), g.key(volumeID, "vol")}
 	res, err := lockScript.Run(ctx, g.rdb, keys, owner, reqKey, g.Lease.Milliseconds()).Slice()
 	if err != nil {
@@ -204,7 +209,7 @@ func (g *Guard) Lock(ctx context.Context, volumeID, reqKey, owner string) (Claim
 	if res[0] == "busy" {
 		return Claim{State: Busy}, nil
 	}
-	c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64)}
+	c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64), At: at}
 	if v := res[3].(string); v != "" {
 		c.Volume = []byte(v)
 	}

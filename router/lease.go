@@ -11,7 +11,10 @@ import (
 // gone): exec.CommandContext then kills the running command, and the
 // request stops before publishing. stop ends the renewals and reports
 // whether the lease was lost.
-func (g *Guard) keepLease(ctx context.Context, volumeID, lock string) (context.Context, func() (lost bool)) {
+//
+// since is when the lock was taken (Claim.At): the first deadline counts
+// from there, not from now, for publishing .start may have taken a while.
+func (g *Guard) keepLease(ctx context.Context, volumeID, lock string, since time.Time) (context.Context, func() (lost bool)) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -20,7 +23,7 @@ func (g *Guard) keepLease(ctx context.Context, volumeID, lock string) (context.C
 		every := g.Lease / 3
 		t := time.NewTicker(every)
 		defer t.Stop()
-		renewed := time.Now()
+		renewed := since
 		for {
 			select {
 			case <-done:
@@ -28,18 +31,23 @@ func (g *Guard) keepLease(ctx context.Context, volumeID, lock string) (context.C
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				rctx, rcancel := context.WithTimeout(ctx, every)
+				// The lock expires Lease after the last renewal that took
+				// effect; stop acting a margin before that, however the
+				// renewal fails (refused at once, or hanging).
+				deadline := renewed.Add(g.Lease - every/2)
+				rctx, rcancel := context.WithDeadline(ctx, deadline)
+				tried := time.Now()
 				ok, err := g.Renew(rctx, volumeID, lock)
 				rcancel()
 				switch {
 				case err == nil && ok:
-					renewed = time.Now()
+					renewed = tried // PEXPIRE ran after this: a safe lower bound
 				case err == nil && !ok:
 					cancel(ErrLeaseLost)
 					return
-				case time.Since(renewed) >= g.Lease-every/2:
-					// Unrenewed this long, the lock may expire before the
-					// next try: stop now rather than act without it.
+				case !time.Now().Add(every).Before(deadline):
+					// The next try would come too late: the lock may expire
+					// unrenewed before it. Stop now rather than act without it.
 					cancel(ErrLeaseLost)
 					return
 				}
