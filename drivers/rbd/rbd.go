@@ -134,10 +134,27 @@ var errnoRE = regexp.MustCompile(`\((\d+)\) [A-Z]|\[errno (\d+)\]`)
 // errnoOf returns the errno a failed command reported, or 0. Both tools
 // exit with the errno ("Error ENOENT: unrecognized pool" exits 2), except
 // where ceph exits 1 and names it on stderr.
+//
+// Stderr may hold other errnos before the failure's own: Ceph's client
+// start-up logs warnings such as "asok(...) AdminSocketConfigObs::init:
+// failed: ... bind_and_listen: ... (17) File exists" when two commands of
+// the same cephx user share an admin socket path (seen through ember serve:
+// the stats timer's `ceph df` beside a create's `rbd info`, which then read
+// as EEXIST, a conflict, instead of ENOENT). So an errno on stderr that
+// agrees with the exit code wins, then the last one printed (the tool's own
+// "rbd: ...: (2) No such file or directory" comes last), then the exit code.
 func errnoOf(ce *drivers.CommandError) int {
-	if m := errnoRE.FindStringSubmatch(ce.Stderr); m != nil {
+	ms := errnoRE.FindAllStringSubmatch(ce.Stderr, -1)
+	last := 0
+	for _, m := range ms {
 		n, _ := strconv.Atoi(m[1] + m[2])
-		return n
+		if n == ce.ExitCode && n > 1 {
+			return n
+		}
+		last = n
+	}
+	if last != 0 {
+		return last
 	}
 	if ce.ExitCode > 1 {
 		return ce.ExitCode
