@@ -98,9 +98,16 @@ func (g *Guard) Claim(ctx context.Context, volumeID, reqKey, owner string) (Clai
 	if err != nil {
 		return Claim{}, fmt.Errorf("claim %s: %w", volumeID, err)
 	}
-	switch res[0] {
-	case "done":
+	if res[0] == "done" {
 		return Claim{State: Done, Stored: []byte(res[1].(string))}, nil
+	}
+	return claimed("claim", volumeID, res, at)
+}
+
+// claimed reads the reply of the claim and lock scripts: {'busy'} or
+// {'claimed', lock, token, volume record or ''}.
+func claimed(op, volumeID string, res []any, at time.Time) (Claim, error) {
+	switch res[0] {
 	case "busy":
 		return Claim{State: Busy}, nil
 	case "claimed":
@@ -110,7 +117,7 @@ func (g *Guard) Claim(ctx context.Context, volumeID, reqKey, owner string) (Clai
 		}
 		return c, nil
 	}
-	return Claim{}, fmt.Errorf("claim %s: unexpected reply %v", volumeID, res)
+	return Claim{}, fmt.Errorf("%s %s: unexpected reply %v", op, volumeID, res)
 }
 
 // KEYS: lock. ARGV: lock value, lease ms.
@@ -206,14 +213,7 @@ func (g *Guard) Lock(ctx context.Context, volumeID, reqKey, owner string) (Claim
 	if err != nil {
 		return Claim{}, fmt.Errorf("lock %s: %w", volumeID, err)
 	}
-	if res[0] == "busy" {
-		return Claim{State: Busy}, nil
-	}
-	c := Claim{State: Claimed, Lock: res[1].(string), Token: res[2].(int64), At: at}
-	if v := res[3].(string); v != "" {
-		c.Volume = []byte(v)
-	}
-	return c, nil
+	return claimed("lock", volumeID, res, at)
 }
 
 // KEYS: lock, vol. ARGV: lock value, volume record.
