@@ -35,7 +35,7 @@ func openAttach(t *testing.T, format string) (*Driver, string) {
 	dir := t.TempDir()
 	d, err := Open(drivers.Backend{Name: "t", Driver: "file", Options: map[string]any{
 		"dir": dir, "format": format,
-		"use_chap_auth": true, "target_portal": tgtd.portal, "tgt_control_port": tgtd.controlPort,
+		"use_chap_auth": true, "target_portal": tgtd.Portal, "tgt_control_port": tgtd.ControlPort,
 	}}, drivers.LocalExecutor{DefaultTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func initiator(t *testing.T, args ...string) (string, error) {
 // tgtadmShow is what tgtd itself says, read without the code under test.
 func tgtadmShow(t *testing.T, mode string) string {
 	t.Helper()
-	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.controlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
+	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
 	if err != nil {
 		t.Fatalf("tgtadm show %s: %v\n%s", mode, err, out)
 	}
@@ -121,7 +121,7 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 		t.Fatalf("InitializeConnection: %v", err)
 	}
 	iqn := "iqn.2010-10.org.openstack:volume-" + vid
-	if info.DriverVolumeType != "iscsi" || info.Data["target_iqn"] != iqn || info.Data["target_portal"] != tgtd.portal || info.Data["target_lun"] != 1 {
+	if info.DriverVolumeType != "iscsi" || info.Data["target_iqn"] != iqn || info.Data["target_portal"] != tgtd.Portal || info.Data["target_lun"] != 1 {
 		t.Fatalf("connection_info %+v", info)
 	}
 	user, pass := credentials(t, info, priv)

@@ -27,8 +27,8 @@ func realTarget(t *testing.T) *Target {
 	tg, err := New(Config{
 		Executor:    drivers.LocalExecutor{DefaultTimeout: 30 * time.Second},
 		VolumesDir:  filepath.Join(t.TempDir(), "volumes"),
-		Portal:      tgtd.portal,
-		ControlPort: tgtd.controlPort,
+		Portal:      tgtd.Portal,
+		ControlPort: tgtd.ControlPort,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func initiator(t *testing.T, args ...string) (string, error) {
 // tgtadmShow is what tgtd itself says, read without the code under test.
 func tgtadmShow(t *testing.T, mode string) string {
 	t.Helper()
-	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.controlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
+	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
 	if err != nil {
 		t.Fatalf("tgtadm show %s: %v\n%s", mode, err, out)
 	}
@@ -89,8 +89,8 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 		t.Fatalf("Export: %v", err)
 	}
 	wantIQN := "iqn.2010-10.org.openstack:volume-" + id
-	if e.IQN != wantIQN || e.Portal != tgtd.portal || e.LUN != 1 || e.AuthMethod != "CHAP" || e.CHAP == nil || *e.CHAP != chap {
-		t.Fatalf("Export = %#v, want %s on %s LUN 1 with CHAP %s", e, wantIQN, tgtd.portal, chap.Username)
+	if e.IQN != wantIQN || e.Portal != tgtd.Portal || e.LUN != 1 || e.AuthMethod != "CHAP" || e.CHAP == nil || *e.CHAP != chap {
+		t.Fatalf("Export = %#v, want %s on %s LUN 1 with CHAP %s", e, wantIQN, tgtd.Portal, chap.Username)
 	}
 	if !strings.Contains(tgtadmShow(t, "target"), "Target "+strconv.Itoa(e.TID)+": "+wantIQN) {
 		t.Fatalf("tgtadm does not list %s as tid %d", wantIQN, e.TID)

@@ -1,0 +1,112 @@
+// Package tgttest runs a real tgtd for a test package: started once by its
+// TestMain with deploy/testenv/tgt.sh on a free loopback portal and a
+// control port of the package's own, so that packages testing at the same
+// time share no daemon. Only tests import it.
+package tgttest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Daemon is a running tgtd.
+type Daemon struct {
+	Dir         string
+	Portal      string // 127.0.0.1:<port>
+	ControlPort int    // tgtd -C, tgtadm -C
+}
+
+// Main starts a test package's tgtd, unless -short (then nil): control
+// ports from base are tried in turn. A tgtd that cannot start fails the
+// package, need saying what its tests needed. Run runs the tests and stops it.
+func Main(m *testing.M, base int, need string, tools ...string) *Daemon {
+	flag.Parse()
+	if testing.Short() {
+		return nil
+	}
+	d, err := start(base, tools)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %s (deploy/testenv/install.sh, as root); -short skips them.\n%v\n", need, err)
+		os.Exit(1)
+	}
+	return d
+}
+
+// Stop stops the daemon and removes its directory.
+func (d *Daemon) Stop() error {
+	defer os.RemoveAll(d.Dir)
+	return d.script("down")
+}
+
+// Run is m.Run with d stopped after it; the exit code fails when tgtd
+// does not stop.
+func Run(m *testing.M, d *Daemon) int {
+	code := m.Run()
+	if d != nil {
+		if err := d.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: stopping tgtd: %v\n", err)
+			code = 1
+		}
+	}
+	return code
+}
+
+func start(base int, tools []string) (*Daemon, error) {
+	for _, tool := range append([]string{"tgtd", "tgtadm", "tgt-admin"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "ember-tgtd-")
+	if err != nil {
+		return nil, err
+	}
+	// Control ports are not discoverable like TCP ports: try a few.
+	var lastErr error
+	for i := range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		d := &Daemon{Dir: dir, Portal: "127.0.0.1:" + strconv.Itoa(port), ControlPort: base + i}
+		if lastErr = d.script("up"); lastErr == nil {
+			return d, nil
+		}
+		_ = d.script("down") // a half-started tgtd must not block the next try
+	}
+	os.RemoveAll(dir)
+	return nil, lastErr
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// script runs deploy/testenv/tgt.sh verb for d.
+func (d *Daemon) script(verb string) error {
+	_, here, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(here), "..", "..", "..", "deploy", "testenv", "tgt.sh")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script, verb, d.Dir)
+	cmd.Env = append(os.Environ(), "TGT_PORTAL="+d.Portal, "TGT_CONTROL_PORT="+strconv.Itoa(d.ControlPort))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tgt.sh %s: %v\n%s", verb, err, out)
+	}
+	return nil
+}
