@@ -26,6 +26,7 @@ commands:
   serve    run the functions against real Kafka and Redis (--config ember.yaml)
   emit     publish one request; with --wait print its results
   dlq      list or replay dead letters
+  reconcile compare backends with the registry; report orphans (--remove deletes them)
   version  print the version
 `
 
@@ -44,6 +45,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdEmit(rest, stdin, stdout, stderr)
 	case "dlq":
 		return cmdDLQ(rest, stdout, stderr)
+	case "reconcile":
+		return cmdReconcile(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "ember", versionString())
 		return 0
