@@ -105,7 +105,7 @@ func (g *Guard) Claim(ctx context.Context, volumeID, reqKey, owner string) (Clai
 }
 
 // claimed reads the reply of the claim and lock scripts: {'busy'} or
-// {'claimed', lock, token, volume record or ”}.
+// {'claimed', lock, token, volume record (empty if none)}.
 func claimed(op, volumeID string, res []any, at time.Time) (Claim, error) {
 	switch res[0] {
 	case "busy":
