@@ -139,7 +139,7 @@ func (g *Guard) Renew(ctx context.Context, volumeID, lock string) (bool, error) 
 	return n == 1, nil
 }
 
-// KEYS: lock, req, vol. ARGV: lock value, stored record, ttl ms, volume record (” = unchanged).
+// KEYS: lock, req, vol. ARGV: lock value, stored record, ttl ms, volume record (empty = unchanged).
 var completeScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
