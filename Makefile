@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/ember
 
-.PHONY: run build test test-short bench fuzz clean
+.PHONY: run build test test-short chaos bench fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ember
@@ -20,6 +20,13 @@ test:
 # The fast set: unit tests and in-process stand-ins only.
 test-short:
 	$(GO) test -short -race ./...
+
+# The long reliability campaign (docs/RELIABILITY.md): 50 SIGKILLs of
+# `ember serve` in a row under load, 3 broker restarts, Redis restarts with
+# and without persistence, 3 rounds of instances joining and leaving, a lost
+# lease. `make test` runs the same tests at small counts (8 kills, 1 round).
+chaos:
+	deploy/testenv/chaos.sh
 
 bench:
 	deploy/testenv/bench.sh

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # A real redis-server on loopback. Usage: redis.sh up DIR [PORT] | redis.sh down DIR
+# No persistence, unless EMBER_REDIS_PERSIST=1: then an append-only file in
+# DIR, fsynced on every write, survives a restart (the reliability tests).
 set -euo pipefail
 verb=${1:?usage: redis.sh up|down DIR [PORT]}
 work=${2:?usage: redis.sh up|down DIR [PORT]}
@@ -7,7 +9,9 @@ port=${3:-16379}
 case "$verb" in
 up)
   mkdir -p "$work"; work=$(cd "$work" && pwd)
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  persist=(--appendonly no)
+  if [ "${EMBER_REDIS_PERSIST:-}" = 1 ]; then persist=(--appendonly yes --appendfsync always); fi
+  redis-server --port "$port" --bind 127.0.0.1 --save "" "${persist[@]}" --dir "$work" \
     --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
   for _ in $(seq 1 50); do
     if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then

@@ -30,3 +30,9 @@ echo "testenv: go test -race ./..." >&2
 go test -race -count=1 -timeout 30m ${EMBER_TEST_FLAGS:-} ./...
 echo "testenv: bounded fuzzing of the envelope decoder" >&2
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${EMBER_FUZZTIME:-20s}" ./events/
+# One target per payload validator (events/fuzz_payload_test.go); -fuzz takes
+# one target at a time. New crashers land in events/testdata/fuzz/<Target>/.
+for target in $(go test -list '^Fuzz' ./events/ | grep '^Fuzz' | grep -v '^FuzzDecode$'); do
+  echo "testenv: bounded fuzzing of $target" >&2
+  go test -run '^$' -fuzz "^$target\$" -fuzztime "${EMBER_PAYLOAD_FUZZTIME:-10s}" ./events/
+done

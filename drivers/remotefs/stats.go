@@ -51,7 +51,11 @@ func (d *Driver) capacity(ctx context.Context, share string) (shareCapacity, err
 		return shareCapacity{}, drivers.Wrap(drivers.KindBackend, "df "+dir, err)
 	}
 	// Only our own names: a share may hold other files (or Cinder's).
-	out, err = d.cmd(ctx, "find "+dir, "find", dir, "-maxdepth", "1", "-type", "f",
+	// -ignore_readdir_race: another volume's file deleted between find's
+	// readdir and its stat is not an error. Without it find exits 1 ("No
+	// such file or directory") and a create placed concurrently with a
+	// delete failed with backend_error (found by TestRebalance under load).
+	out, err = d.cmd(ctx, "find "+dir, "find", dir, "-ignore_readdir_race", "-maxdepth", "1", "-type", "f",
 		"-regextype", "posix-extended", "-regex", `.*/volume-[0-9a-f-]{36}(\.[0-9a-f-]{36})?`, "-printf", "%s %f\n")
 	if err != nil {
 		return shareCapacity{}, err

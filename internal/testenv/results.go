@@ -25,6 +25,8 @@ type Result struct {
 	Data                events.ResultData
 	Headers             map[string]string
 	Value               []byte
+	// Time is the record's timestamp: when the producer published it.
+	Time time.Time
 }
 
 // Collect follows topics (already created) under prefix until the test ends.
@@ -56,7 +58,7 @@ func Collect(t testing.TB, brokers []string, sc *sarama.Config, prefix string, t
 					msg, _ := events.KafkaMarshaler{}.Unmarshal(km)
 					h := events.Headers(msg)
 					res := Result{Type: strings.TrimPrefix(km.Topic, prefix), Headers: h, Value: km.Value,
-						ID: h["ce_id"], Causation: h["ce_causationid"]}
+						ID: h["ce_id"], Causation: h["ce_causationid"], Time: km.Timestamp}
 					_ = json.Unmarshal(km.Value, &res.Data)
 					r.mu.Lock()
 					r.events = append(r.events, res)
