@@ -75,7 +75,7 @@ func newPipeline(t *testing.T, setup ...func(*pipeline)) *pipeline {
 	rdb := testenv.Redis(t)
 	u := testenv.Unique()
 	dir := t.TempDir()
-	d, err := file.Open(drivers.Backend{Name: "local", Driver: "file", Options: map[string]any{"dir": dir}}, drivers.LocalExecutor{DefaultTimeout: 10 * time.Second})
+	d, err := file.Open(drivers.Backend{Name: "local", Driver: "file", Options: map[string]any{"dir": dir}}, drivers.LocalExecutor{DefaultTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,10 @@ type Config struct {
 	TopicPrefix string
 	// GroupPrefix names consumer groups: <group_prefix>.<input type>.
 	GroupPrefix string
-	OutputMode  events.Mode
+	// GroupInstanceID, when set, makes this replica a static member of its
+	// consumer groups (Kafka's group.instance.id); unique per replica.
+	GroupInstanceID string
+	OutputMode      events.Mode
 	// Partitions and ReplicationFactor are used when Ember creates its topics.
 	Partitions        int32
 	ReplicationFactor int16
@@ -112,6 +115,14 @@ func (c *Config) SaramaConfig() *sarama.Config {
 	sc.Producer.Retry.Max = 10
 	sc.Producer.Retry.Backoff = 250 * time.Millisecond
 	sc.Metadata.Retry.Backoff = 500 * time.Millisecond
+	if c.GroupInstanceID != "" {
+		// Static membership: a restarted replica rejoins as itself, and
+		// the group does not wait out the dead member's rebalance timeout
+		// (docs/RELIABILITY.md, finding 2). A static member does not leave
+		// its groups on shutdown: its partitions wait for it for the
+		// session timeout.
+		sc.Consumer.Group.InstanceId = c.GroupInstanceID
+	}
 	if c.Sarama != nil {
 		c.Sarama(sc)
 	}

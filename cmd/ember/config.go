@@ -20,12 +20,17 @@ type Config struct {
 	// chosen; the same for every replica.
 	Instance string `yaml:"instance"`
 	Kafka    struct {
-		Brokers           []string `yaml:"brokers"`
-		TopicPrefix       string   `yaml:"topic_prefix"`
-		GroupPrefix       string   `yaml:"group_prefix"`
-		OutputMode        string   `yaml:"output_mode"` // binary (default) or structured
-		Partitions        int32    `yaml:"partitions"`
-		ReplicationFactor int16    `yaml:"replication_factor"`
+		Brokers     []string `yaml:"brokers"`
+		TopicPrefix string   `yaml:"topic_prefix"`
+		GroupPrefix string   `yaml:"group_prefix"`
+		OutputMode  string   `yaml:"output_mode"` // binary (default) or structured
+		// GroupInstanceID makes this replica a static member of its consumer
+		// groups (KIP-345): a replica restarted with the same id takes its
+		// partitions back at once, without a rebalance. Unique per replica
+		// (a pod name); empty means dynamic membership.
+		GroupInstanceID   string `yaml:"group_instance_id"`
+		Partitions        int32  `yaml:"partitions"`
+		ReplicationFactor int16  `yaml:"replication_factor"`
 		// TLS and SASL (tls: {...}, sasl: {...}): see router.KafkaSecurity.
 		router.KafkaSecurity `yaml:",inline"`
 	} `yaml:"kafka"`
@@ -126,6 +131,7 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	set("EMBER_KAFKA_TOPIC_PREFIX", &c.Kafka.TopicPrefix)
 	set("EMBER_KAFKA_GROUP_PREFIX", &c.Kafka.GroupPrefix)
 	set("EMBER_KAFKA_OUTPUT_MODE", &c.Kafka.OutputMode)
+	set("EMBER_KAFKA_GROUP_INSTANCE_ID", &c.Kafka.GroupInstanceID)
 	set("EMBER_REDIS_URL", &c.Redis.URL)
 	set("EMBER_INSTANCE", &c.Instance)
 	set("EMBER_HTTP", &c.HTTP)

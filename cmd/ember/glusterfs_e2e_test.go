@@ -17,6 +17,7 @@ import (
 	"github.com/ember-storage/ember/drivers/remotefs"
 	"github.com/ember-storage/ember/drivers/remotefs/chaintest"
 	"github.com/ember-storage/ember/events"
+	"github.com/ember-storage/ember/internal/testenv"
 )
 
 const oneMiB = 1 << 20
@@ -97,6 +98,13 @@ func TestGlusterFSThroughPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := filepath.Join(tmp, "gluster")
+	// glusterd is one per host: wait for drivers/glusterfs's tests, which
+	// may run at the same time. Released last (cleanups run in reverse).
+	unlock, err := testenv.Exclusive("glusterfs", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock)
 	t.Cleanup(func() { // unmounts every mount under work, also the driver's, then stops glusterd
 		if out, err := runScript(nil, 2*time.Minute, "glusterfs.sh", "down", work); err != nil {
 			t.Errorf("glusterfs.sh down: %v\n%s", err, out)

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,10 +32,16 @@ func TestChaosCrashCampaign(t *testing.T) {
 	var killTimes []time.Time
 	selfKills, noProgress := 0, 0
 	began := time.Now()
+	// EMBER_CHAOS_STATIC=1 runs the replica as a static group member
+	// (kafka.group_instance_id), restarted under the same id each time.
+	var static []string
+	if os.Getenv("EMBER_CHAOS_STATIC") != "" {
+		static = []string{"EMBER_KAFKA_GROUP_INSTANCE_ID=chaos-replica-1"}
+	}
 	for i := 0; i < kills; i++ {
-		var env []string
+		env := slices.Clone(static)
 		if rand.IntN(4) == 0 {
-			env = []string{router.CrashAtEnv + "=" + points[rand.IntN(len(points))]}
+			env = append(env, router.CrashAtEnv+"="+points[rand.IntN(len(points))])
 		}
 		p := r.serve(env...)
 		n := w.answers.Load()
@@ -52,7 +60,7 @@ func TestChaosCrashCampaign(t *testing.T) {
 		}
 		killTimes = append(killTimes, time.Now())
 	}
-	final := r.serve()
+	final := r.serve(static...)
 	w.finish() // what was sent completes (each client ends its volume)
 	final.stop(t)
 	rp := r.verify(w)

@@ -72,7 +72,8 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 	guard := router.NewGuard(rdb, cfg.Redis.KeyPrefix, cfg.Delivery.Lease, cfg.Delivery.DoneTTL)
 	rcfg := router.Config{
 		Brokers: cfg.Kafka.Brokers, TopicPrefix: cfg.Kafka.TopicPrefix, GroupPrefix: cfg.Kafka.GroupPrefix,
-		OutputMode: events.Mode(cfg.Kafka.OutputMode), Partitions: cfg.Kafka.Partitions,
+		GroupInstanceID: cfg.Kafka.GroupInstanceID,
+		OutputMode:      events.Mode(cfg.Kafka.OutputMode), Partitions: cfg.Kafka.Partitions,
 		ReplicationFactor: cfg.Kafka.ReplicationFactor, NackDelay: cfg.Delivery.NackDelay,
 		Retry: router.RetryPolicy{Attempts: cfg.Delivery.Retry.Attempts, Initial: cfg.Delivery.Retry.Initial,
 			Ceiling: cfg.Delivery.Retry.Ceiling},

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -285,23 +284,6 @@ func saslKafka(t *testing.T, user, password string) (addr, ca string) {
 		t.Fatalf("kafka-sasl.sh up: %v\n%s", err, out)
 	}
 	return "127.0.0.1:" + port, filepath.Join(dir, "ca.pem")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // emitEnv runs `ember emit` with extra environment.

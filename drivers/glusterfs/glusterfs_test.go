@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ember-storage/ember/drivers"
 	"github.com/ember-storage/ember/drivers/remotefs"
 	"github.com/ember-storage/ember/drivers/remotefs/chaintest"
+	"github.com/ember-storage/ember/internal/testenv"
 )
 
 // env is the real GlusterFS volume that TestMain starts with
@@ -38,6 +40,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	env.dir = filepath.Join(dir, "gluster")
+	// glusterd is one per host: wait for any other test package using it.
+	unlock, err := testenv.Exclusive("glusterfs", 10*time.Minute)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
 	out, err := exec.Command(script, "up", env.dir).CombinedOutput()
 	code := 1
 	if err != nil {
@@ -53,6 +61,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "glusterfs.sh down: %v\n%s", err, out)
 		code = 1
 	}
+	unlock()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
