@@ -26,7 +26,8 @@ type Env struct {
 	Backends map[string]drivers.Driver
 	// VolumeTypes maps a volume_type to a backend name (SPEC §6).
 	VolumeTypes map[string]string
-	// DefaultBackend serves creates that name no backend and no mapped type.
+	// DefaultBackend serves creates that name no backend and no mapped
+	// type; with a scheduler it is the only candidate it weighs for them.
 	DefaultBackend string
 	// Index finds the volume a snapshot or backup id belongs to (creates
 	// from a snapshot name only the snapshot) and keeps those ids unique.

@@ -221,9 +221,14 @@ func (f *CreateVolume) place(ctx context.Context, r *Request, p *events.VolumeRe
 	if p.Backend != "" || f.env.Scheduler == nil {
 		return f.pickBackend(p)
 	}
+	// The volume type's backend, else the default backend, is the only
+	// candidate: the scheduler still checks that it has room. Neither
+	// configured: every backend.
 	candidates := []string{}
 	if name := f.env.VolumeTypes[p.VolumeType]; p.VolumeType != "" && name != "" {
 		candidates = append(candidates, name)
+	} else if f.env.DefaultBackend != "" {
+		candidates = append(candidates, f.env.DefaultBackend)
 	} else {
 		for name := range f.env.Backends {
 			candidates = append(candidates, name)
