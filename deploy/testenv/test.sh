@@ -32,7 +32,9 @@ echo "testenv: bounded fuzzing of the envelope decoder" >&2
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${EMBER_FUZZTIME:-20s}" ./events/
 # One target per payload validator (events/fuzz_payload_test.go); -fuzz takes
 # one target at a time. New crashers land in events/testdata/fuzz/<Target>/.
-for target in $(go test -list '^Fuzz' ./events/ | grep '^Fuzz' | grep -v '^FuzzDecode$'); do
+targets=$(go test -list '^Fuzz' ./events/ | grep '^Fuzz' | grep -v '^FuzzDecode$')
+if [ -z "$targets" ]; then echo "testenv: no payload fuzz targets found in ./events" >&2; exit 1; fi
+for target in $targets; do
   echo "testenv: bounded fuzzing of $target" >&2
   go test -run '^$' -fuzz "^$target\$" -fuzztime "${EMBER_PAYLOAD_FUZZTIME:-10s}" ./events/
 done
