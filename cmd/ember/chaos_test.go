@@ -145,6 +145,7 @@ func (r *rig) logCount(s string) int {
 // wreq is one request the workload sent.
 type wreq struct {
 	id, typ, vol   string
+	snapshot       string // the snapshot id a snapshot request names
 	sent, answered time.Time
 	phase, code    string // end or error; the error code
 	msg            string // the error message
@@ -243,6 +244,7 @@ func (w *workload) client(n int) {
 func (w *workload) send(typ, vol string, data map[string]any) *wreq {
 	raw, _ := json.Marshal(data)
 	q := &wreq{id: uuid.NewString(), typ: typ, vol: vol, sent: time.Now()}
+	q.snapshot, _ = data["snapshot_id"].(string)
 	w.mu.Lock()
 	w.reqs = append(w.reqs, q)
 	w.mu.Unlock()
@@ -344,9 +346,13 @@ type report struct {
 	Errors                    map[string]int
 	Volumes, Orphans, Missing int // backend objects vs the registry
 	Mismatch                  int // registry vs what the clients were told
-	LeftAfterDelete           int // volumes a client was told deleted whose files remain
-	LocksPastLease            int
-	Problems                  []string
+	// Unrequested counts backend files that no request asked for (a
+	// name no client's create or snapshot used): a second effect even
+	// where the registry was lost.
+	Unrequested     int
+	LeftAfterDelete int // volumes a client was told deleted whose files remain
+	LocksPastLease  int
+	Problems        []string
 }
 
 func (rp report) String() string {
@@ -355,8 +361,8 @@ func (rp report) String() string {
 		codes = append(codes, fmt.Sprintf("%s=%d", c, n))
 	}
 	sort.Strings(codes)
-	return fmt.Sprintf("requests=%d answered=%d lost=%d dup_result_ids=%d errors=[%s] volumes=%d orphans=%d missing=%d registry_mismatch=%d left_after_delete=%d locks_past_lease=%d",
-		rp.Requests, rp.Answered, rp.Lost, rp.DupResultIDs, strings.Join(codes, " "), rp.Volumes, rp.Orphans, rp.Missing, rp.Mismatch, rp.LeftAfterDelete, rp.LocksPastLease)
+	return fmt.Sprintf("requests=%d answered=%d lost=%d dup_result_ids=%d errors=[%s] volumes=%d orphans=%d unrequested=%d missing=%d registry_mismatch=%d left_after_delete=%d locks_past_lease=%d",
+		rp.Requests, rp.Answered, rp.Lost, rp.DupResultIDs, strings.Join(codes, " "), rp.Volumes, rp.Orphans, rp.Unrequested, rp.Missing, rp.Mismatch, rp.LeftAfterDelete, rp.LocksPastLease)
 }
 
 // verify checks, after the workload finished and every Ember stopped:
@@ -417,6 +423,16 @@ func (r *rig) verify(w *workload) report {
 	}
 
 	// The backend: volume-<id>, volume-<id>.info and volume-<id>.<snapshot>.
+	requested := map[string]bool{}
+	for _, q := range reqs {
+		switch q.typ {
+		case events.VolumeRequested:
+			requested["volume-"+q.vol] = true
+			requested["volume-"+q.vol+".info"] = true
+		case events.SnapshotRequested:
+			requested["volume-"+q.vol+"."+q.snapshot] = true
+		}
+	}
 	files := map[string][]string{}
 	entries, err := os.ReadDir(r.dir)
 	if err != nil {
@@ -427,6 +443,10 @@ func (r *rig) verify(w *workload) report {
 			continue
 		}
 		name := e.Name()
+		if !requested[name] {
+			rp.Unrequested++
+			problem("file %s: no request asked for it", name)
+		}
 		if !strings.HasPrefix(name, "volume-") || len(name) < len("volume-")+36 {
 			rp.Orphans++
 			problem("unknown file %s", name)
@@ -545,7 +565,7 @@ func durations(ds []time.Duration) string {
 // requireClean fails the test on what must never happen, under any fault.
 func requireClean(t *testing.T, rp report) {
 	t.Helper()
-	if rp.Lost != 0 || rp.DupResultIDs != 0 || rp.Orphans != 0 || rp.Missing != 0 || rp.Mismatch != 0 || rp.LeftAfterDelete != 0 || rp.LocksPastLease != 0 {
+	if rp.Lost != 0 || rp.DupResultIDs != 0 || rp.Orphans != 0 || rp.Unrequested != 0 || rp.Missing != 0 || rp.Mismatch != 0 || rp.LeftAfterDelete != 0 || rp.LocksPastLease != 0 {
 		t.Errorf("reliability broken: %s", rp)
 	}
 }
