@@ -7,8 +7,10 @@ BIN := bin/ember
 build:
 	$(GO) build -o $(BIN) ./cmd/ember
 
-# ember dev: in-process Kafka (kfake) and Redis (miniredis), a local file backend.
+# ember dev: in-process Kafka (kfake) and Redis (miniredis), a local file backend
+# (qemu-utils installed first when missing, for snapshots and copies).
 run: build
+	deploy/dev-deps.sh
 	./$(BIN) dev
 
 # Every test, against a real Kafka 4.1 broker and a real redis-server (and the

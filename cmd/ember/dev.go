@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -76,7 +77,15 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	cfg.Kafka.Brokers = cluster.ListenAddrs()
 	cfg.Redis.URL = "redis://" + mr.Addr() + "/0"
 	cfg.HTTP = *httpAddr
-	cfg.Backends = []drivers.Backend{{Name: "local", Driver: "file", Host: "local", Options: map[string]any{"dir": dir, "format": "raw"}}}
+	opts := map[string]any{"dir": dir, "format": "raw"}
+	// Attach exports through tgtd; without its tools, say so at once
+	// (not_supported) rather than retrying a daemon that is not there.
+	attach := "iSCSI through tgt (tgtd must be running)"
+	if _, err := exec.LookPath("tgtadm"); err != nil {
+		opts["target_helper"] = "none"
+		attach = "not supported here (no tgtadm: install Debian's tgt and start tgtd)"
+	}
+	cfg.Backends = []drivers.Backend{{Name: "local", Driver: "file", Host: "local", Options: opts}}
 	cfg.DefaultBackend = "local"
 	cfg.Backups.Dir = filepath.Join(filepath.Dir(dir), "backups")
 	cfg.Images.Dir = filepath.Join(filepath.Dir(dir), "images")
@@ -98,6 +107,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ember dev:", err)
 		return 1
 	}
+	self := os.Args[0] // the command to type, e.g. ./bin/ember
 	go func() {
 		select {
 		case <-rt.svc.Running():
@@ -110,14 +120,15 @@ Ember dev is running (in-process stand-ins: kfake for Kafka, miniredis for Redis
   redis    %s
   volumes  %s  (backend "local", driver file; backups and images beside it)
   http     http://%s/healthz  /readyz  /metrics
+  attach   %s
 
 In another shell, create a 1 GB volume and wait for its result:
   echo '{"volume_id":"%s","project_id":"%s","user_id":"%s","size_gb":1}' \
-    | ember emit volume.requested --data - --wait
+    | %s emit volume.requested --data - --wait
 Delete it:
-  echo '{"volume_id":"%s","project_id":"%s"}' | ember emit volume.deleted --data - --wait
+  echo '{"volume_id":"%s","project_id":"%s"}' | %s emit volume.deleted --data - --wait
 Stop with Ctrl-C.
-`, cfg.Kafka.Brokers[0], mr.Addr(), dir, rt.httpLn.Addr(), exampleVolume, exampleProject, exampleUser, exampleVolume, exampleProject)
+`, cfg.Kafka.Brokers[0], mr.Addr(), dir, rt.httpLn.Addr(), attach, exampleVolume, exampleProject, exampleUser, self, exampleVolume, exampleProject, self)
 	}()
 	if err := rt.run(ctx); err != nil {
 		fmt.Fprintln(stderr, "ember dev:", err)
