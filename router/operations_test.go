@@ -288,7 +288,8 @@ func TestEveryOperationOnFileBackends(t *testing.T) {
 
 	// Attach and detach on the qcow2 backend: a qcow2 volume is handed to
 	// the host as a file (no iSCSI target: tgt serves raw only; the tgt path
-	// is tested against a real tgtd in drivers/file).
+	// is tested against a real tgtd in drivers/file, and through `ember
+	// serve` in cmd/ember/iscsi_e2e_test.go).
 	f, att := uuid.NewString(), uuid.NewString()
 	onQcow2 := createData(f, 1)
 	onQcow2["backend"] = "local2"

@@ -1,7 +1,7 @@
 package main
 
 // The harness of the end-to-end storage tests (glusterfs_e2e_test.go,
-// lvm_e2e_test.go, rbd_e2e_test.go): one real `ember serve` process with a
+// iscsi_e2e_test.go, lvm_e2e_test.go, rbd_e2e_test.go): one real `ember serve` process with a
 // configuration naming a real backend, requests published to the real Kafka
 // as CloudEvents, results read back from their topics as a downstream
 // consumer would, and the registry read from the real Redis. Each test

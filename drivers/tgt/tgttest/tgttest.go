@@ -1,7 +1,8 @@
-// Package tgttest runs a real tgtd for a test package: started once by its
-// TestMain with deploy/testenv/tgt.sh on a free loopback portal and a
-// control port of the package's own, so that packages testing at the same
-// time share no daemon. Only tests import it.
+// Package tgttest runs a real tgtd for tests, with deploy/testenv/tgt.sh on
+// a free loopback portal and a control port of the caller's own, so that
+// packages testing at the same time share no daemon: once for a test
+// package from its TestMain (Main), or for one test (Start). Only tests
+// import it.
 package tgttest
 
 import (
@@ -58,6 +59,27 @@ func Run(m *testing.M, d *Daemon) int {
 		}
 	}
 	return code
+}
+
+// Start starts a tgtd for one test and stops it when the test ends; under
+// -short the test is skipped. A tgtd that cannot start fails the test.
+// Control ports from base are tried in turn; tools are more binaries the
+// test needs.
+func Start(t testing.TB, base int, tools ...string) *Daemon {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: needs a real tgtd")
+	}
+	d, err := start(base, tools)
+	if err != nil {
+		t.Fatalf("cannot start tgtd (deploy/testenv/tgt.sh; packages: deploy/testenv/install.sh, as root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("stopping tgtd: %v", err)
+		}
+	})
+	return d
 }
 
 func start(base int, tools []string) (*Daemon, error) {
