@@ -112,6 +112,12 @@ func (r *Request) progress(done, total int64) {
 	}
 }
 
+// reporting is ctx carrying r.Progress for a copy a driver makes inside
+// its backend, which only the driver can measure (drivers.ReportProgress).
+func (r *Request) reporting(ctx context.Context) context.Context {
+	return drivers.WithProgress(ctx, r.Progress)
+}
+
 // Outcome is what a finished request leaves behind.
 type Outcome struct {
 	// Results are the terminal results (.end or .error), published after the

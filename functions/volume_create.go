@@ -87,7 +87,7 @@ func (f *CreateVolume) make(ctx context.Context, r *Request, p *events.VolumeReq
 		if p.SizeGB < s.VolumeSizeGB {
 			return drivers.ModelUpdate{}, fail(CodeInvalid, "size %d GB is smaller than snapshot %s (%d GB)", p.SizeGB, s.ID, s.VolumeSizeGB)
 		}
-		return d.CreateVolumeFromSnapshot(ctx, v, drivers.Snapshot{ID: s.ID, VolumeID: src.ID, VolumeSizeGB: s.VolumeSizeGB,
+		return d.CreateVolumeFromSnapshot(r.reporting(ctx), v, drivers.Snapshot{ID: s.ID, VolumeID: src.ID, VolumeSizeGB: s.VolumeSizeGB,
 			ProviderLocation: s.ProviderLocation})
 	case SourceVolume:
 		src, err := f.sourceVolume(r, p)
@@ -100,7 +100,7 @@ func (f *CreateVolume) make(ctx context.Context, r *Request, p *events.VolumeReq
 		if p.SizeGB < src.SizeGB {
 			return drivers.ModelUpdate{}, fail(CodeInvalid, "size %d GB is smaller than source volume %s (%d GB)", p.SizeGB, src.ID, src.SizeGB)
 		}
-		return d.CreateClonedVolume(ctx, v, dv(src))
+		return d.CreateClonedVolume(r.reporting(ctx), v, dv(src))
 	case SourceImage:
 		return f.fromImage(ctx, r, p, d)
 	case SourceBackup:

@@ -47,6 +47,8 @@ type delivery struct {
 	owner   string
 	metrics *Metrics
 	log     *slog.Logger
+	// now is the clock of the progress throttle; nil is time.Now.
+	now func() time.Time
 }
 
 // handle is a watermill NoPublishHandlerFunc: nil acks (the offset is
@@ -314,13 +316,18 @@ func (d *delivery) progress(ctx context.Context, in *events.Request) func(int) {
 	var mu sync.Mutex
 	var last time.Time
 	lastPct := -1
+	clock := d.now
+	if clock == nil {
+		clock = time.Now
+	}
 	return func(pct int) {
 		mu.Lock()
 		defer mu.Unlock()
-		if pct <= lastPct || (pct < 100 && time.Since(last) < time.Second) || ctx.Err() != nil {
+		now := clock()
+		if pct <= lastPct || (pct < 100 && now.Sub(last) < time.Second) || ctx.Err() != nil {
 			return
 		}
-		last, lastPct = time.Now(), pct
+		last, lastPct = now, pct
 		p := pct
 		rec, err := events.Build(in, events.Result{
 			Type: events.ResultType(in.Type(), events.PhaseProgress), Source: "/ember/" + d.env.Instance,

@@ -359,3 +359,42 @@ func TestCreateFromSnapshotLocksTheSource(t *testing.T) {
 		t.Fatalf("create from snapshot: %+v", end.Data)
 	}
 }
+
+// TestCloneLocksTheSource: while another request holds the source volume,
+// a clone of it waits (SPEC §4) and copies nothing, then runs and gives
+// the source's lock back. (TestEveryOperationOnFileBackends checks a
+// clone's bytes.)
+func TestCloneLocksTheSource(t *testing.T) {
+	p := newPipeline(t)
+	p.start()
+	ops := &opsPipeline{pipeline: p}
+	a, b := uuid.NewString(), uuid.NewString()
+	ops.do(events.VolumeRequested, createData(a, 1), events.PhaseEnd)
+
+	held, err := p.guard.Lock(context.Background(), a, "test", "someone-else")
+	if err != nil || held.State != Claimed {
+		t.Fatalf("lock: %+v %v", held, err)
+	}
+	req := createData(b, 1)
+	req["source"] = map[string]any{"kind": "volume", "id": a}
+	id := p.emit(events.VolumeRequested, req)
+	time.Sleep(2 * time.Second)
+	if n := len(p.results.Of("volume.create.start", id)) + len(p.results.Of("volume.create.end", id)); n != 0 {
+		t.Fatalf("the clone ran while its source was locked (%d results)", n)
+	}
+	if exists(p.volumeFile(b)) {
+		t.Fatal("the clone's file was made while its source was locked")
+	}
+	if err := p.guard.Release(context.Background(), a, held.Lock); err != nil {
+		t.Fatal(err)
+	}
+	end := p.results.Wait(t, "volume.create.end", id, 1)[0]
+	if end.Data.Host != "local" || !exists(p.volumeFile(b)) {
+		t.Fatalf("clone: %+v; file made: %v", end.Data, exists(p.volumeFile(b)))
+	}
+	again, err := p.guard.Lock(context.Background(), a, "test-after", "someone-else")
+	if err != nil || again.State != Claimed {
+		t.Fatalf("the source's lock was not given back after the clone: %+v %v", again, err)
+	}
+	_ = p.guard.Release(context.Background(), a, again.Lock)
+}

@@ -165,6 +165,62 @@ func (d *Driver) convert(ctx context.Context, src, srcFmt, dst, outFmt string) e
 	return err
 }
 
+// copyImage is convert for a copy that is the operation itself (a clone, a
+// volume from a snapshot): with -p, qemu-img prints how far it is, and each
+// update goes to the request's reporter (drivers.ReportProgress). The
+// convert before a ReadVolume stays quiet: the bytes that follow it are
+// counted as they stream.
+func (d *Driver) copyImage(ctx context.Context, src, srcFmt, dst, outFmt string) error {
+	_, err := d.run(ctx, drivers.Command{Args: []string{"qemu-img", "convert", "-p", "-f", srcFmt, "-O", outFmt, src, dst},
+		Stdout: &convertProgress{ctx: ctx}})
+	return classify("copy "+src+" to "+dst, err)
+}
+
+// maxProgressLine bounds what convertProgress keeps of one line; an update
+// is about 20 bytes.
+const maxProgressLine = 64
+
+// convertProgress reads the output of qemu-img convert -p, one update
+// "    (12.34/100%)" per carriage return, and reports each percent. Other
+// lines are ignored: the copy's outcome is qemu-img's exit status, not
+// what it printed.
+type convertProgress struct {
+	ctx  context.Context
+	line []byte
+}
+
+func (p *convertProgress) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c == '\r' || c == '\n' {
+			p.report()
+			p.line = p.line[:0]
+			continue
+		}
+		if len(p.line) <= maxProgressLine {
+			p.line = append(p.line, c)
+		}
+	}
+	return len(b), nil
+}
+
+func (p *convertProgress) report() {
+	if len(p.line) > maxProgressLine {
+		return
+	}
+	s, ok := strings.CutPrefix(strings.TrimSpace(string(p.line)), "(")
+	if !ok {
+		return
+	}
+	if s, ok = strings.CutSuffix(s, "/100%)"); !ok {
+		return
+	}
+	pct, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(pct >= 0 && pct <= 100) {
+		return
+	}
+	drivers.ReportProgress(p.ctx, int(pct))
+}
+
 func (d *Driver) resize(ctx context.Context, p, format string, size int64) error {
 	_, err := d.cmd(ctx, "resize "+p, "qemu-img", "resize", "-f", format, p, strconv.FormatInt(size, 10))
 	return err

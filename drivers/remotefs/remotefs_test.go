@@ -201,22 +201,3 @@ func TestMountPointIsCinders(t *testing.T) {
 		t.Fatalf("got %s, want %s", got, want)
 	}
 }
-
-func TestChooseShare(t *testing.T) {
-	d := &Driver{cfg: Config{MaxOverSubscriptionRatio: 2, ReservedPercentage: 10}}
-	for _, tc := range []struct {
-		name string
-		c    shareCapacity
-		size int64
-		fits bool
-	}{
-		{"empty share", shareCapacity{total: 100, free: 100}, 50, true},
-		{"within the ratio", shareCapacity{total: 100, free: 50, provisioned: 150}, 30, true},
-		{"beyond the ratio", shareCapacity{total: 100, free: 50, provisioned: 150}, 31, false},
-		{"free only in the reserve", shareCapacity{total: 100, free: 10}, 1, false},
-	} {
-		if got := d.fits(tc.c, tc.size); got != tc.fits {
-			t.Errorf("%s: fits=%v, want %v", tc.name, got, tc.fits)
-		}
-	}
-}

@@ -181,7 +181,8 @@ func (d *Driver) CreateClonedVolume(ctx context.Context, vol drivers.Volume, src
 }
 
 // copyVolume makes vol a standalone copy of the image from (in src's
-// directory), grown to vol's size.
+// directory), grown to vol's size. qemu-img's progress goes to ctx's
+// reporter (drivers.WithProgress).
 func (d *Driver) copyVolume(ctx context.Context, vol drivers.Volume, src volume, from image) (drivers.ModelUpdate, error) {
 	size, err := drivers.Bytes(vol.SizeGB)
 	if err != nil {
@@ -199,7 +200,7 @@ func (d *Driver) copyVolume(ctx context.Context, vol drivers.Volume, src volume,
 		return d.existing(ctx, "create", v, size)
 	}
 	tmp := v.tmp("create")
-	if err := d.convert(ctx, path.Join(src.dir, from.file()), from.Format, tmp, d.cfg.Format); err != nil {
+	if err := d.copyImage(ctx, path.Join(src.dir, from.file()), from.Format, tmp, d.cfg.Format); err != nil {
 		_ = d.remove(context.WithoutCancel(ctx), tmp)
 		return drivers.ModelUpdate{}, err
 	}
