@@ -179,7 +179,7 @@ func (vg *volumeGroup) remove(ctx context.Context, name string) error {
 	}
 	// udevadm may be missing on the host; Cinder does not check its exit
 	// either, the settle only gives udev a moment to let go.
-	_, _ = vg.ex.Run(ctx, drivers.Command{Args: []string{"udevadm", "settle"}})
+	_, _ = run(ctx, vg.ex, drivers.Command{Args: []string{"udevadm", "settle"}})
 	_, err = run(ctx, vg.ex, drivers.Command{Args: []string{"lvremove", "--config", removeRetryConfig, "-f", target}})
 	if err == nil || stderrHas(err, notFoundMessages...) {
 		return nil

@@ -31,7 +31,8 @@ func script(s string) []exectest.Step {
 
 func transcriptDriver(t *testing.T, s string) (*Driver, *exectest.Transcript) {
 	t.Helper()
-	tr := exectest.New(t, script(s)...)
+	// LC_ALL=C: classify reads rbd's and ceph's English messages.
+	tr := exectest.New(t, script(s)...).RequireEnv("LC_ALL=C")
 	d, err := Open(drivers.Backend{Name: "ceph-1", Driver: "rbd"}, tr)
 	if err != nil {
 		t.Fatal(err)
