@@ -231,3 +231,36 @@ func TestRealStatsMatchVGS(t *testing.T) {
 		t.Fatalf("stats %+v\nvgs says %+v", st, vg)
 	}
 }
+
+func TestRealRename(t *testing.T) {
+	d := realDriver(t)
+	ctx := context.Background()
+	a, b := "volume-"+vid, "volume-"+vid2
+	if _, err := d.CreateVolume(ctx, drivers.Volume{ID: vid, SizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.rename(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := realLVs(t); len(got) != 1 || got[0] != b {
+		t.Fatalf("after rename LVM has %v, want exactly %s", got, b)
+	}
+	if got := realLVSize(t, b); got != "1073741824" {
+		t.Fatalf("renamed LV is %s bytes", got)
+	}
+	// A re-run finds the old name gone: not_found, and nothing changes.
+	if err := d.vg.rename(ctx, a, b); !drivers.IsKind(err, drivers.KindNotFound) {
+		t.Fatalf("rename of a missing LV: want not_found, got %v", err)
+	}
+	// Onto a name that is taken: a conflict, both LVs stay as they were.
+	if _, err := d.CreateVolume(ctx, drivers.Volume{ID: vid, SizeGB: 2}); err != nil {
+		t.Fatal(err)
+	}
+	err := d.vg.rename(ctx, a, b)
+	if !drivers.IsKind(err, drivers.KindConflict) || !strings.Contains(err.Error(), "lvrename "+a+" to "+b+" on cinder-volumes: exit 5") {
+		t.Fatalf("rename onto an existing LV: want a conflict naming the command, got %v", err)
+	}
+	if realLVSize(t, a) != "2147483648" || realLVSize(t, b) != "1073741824" {
+		t.Fatalf("a refused rename changed the LVs: %v", realLVs(t))
+	}
+}

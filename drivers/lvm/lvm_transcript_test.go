@@ -105,6 +105,28 @@ func TestCreateVolumeArgv(t *testing.T) {
 	}
 }
 
+func TestRename(t *testing.T) {
+	a, b := "volume-"+vid, "volume-"+vid2
+	d, _ := open(t, nil,
+		// lvm2 2.03.16's words, as on the loop-device VG
+		step("lvrename cinder-volumes "+a+" "+b, "  Renamed \""+a+"\" to \""+b+"\" in volume group \"cinder-volumes\"\n"),
+		fail("lvrename cinder-volumes "+a+" "+b, 5, "  Existing logical volume \""+a+"\" not found in volume group \"cinder-volumes\"\n"),
+	)
+	ctx := context.Background()
+	if err := d.vg.rename(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.rename(ctx, a, b); !drivers.IsKind(err, drivers.KindNotFound) {
+		t.Fatalf("rename of a missing LV: want not_found, got %v", err)
+	}
+	// Names that could read as options, or are not LVM's, run nothing.
+	for _, pair := range [][2]string{{"-f", b}, {a, "--yes"}, {a, "x y"}, {"", b}, {a, a}} {
+		if err := d.vg.rename(ctx, pair[0], pair[1]); !drivers.IsKind(err, drivers.KindInvalid) {
+			t.Errorf("rename %q to %q: want invalid, got %v", pair[0], pair[1], err)
+		}
+	}
+}
+
 func TestThinCreateMakesPoolFirst(t *testing.T) {
 	d, _ := open(t, map[string]any{"lvm_type": "thin"},
 		lookupNone("cinder-volumes-pool"),
