@@ -485,36 +485,6 @@ func TestReadWriteStreamTheDevice(t *testing.T) {
 	}
 }
 
-func TestMigrateBetweenVolumeGroups(t *testing.T) {
-	src, dst := "/dev/cinder-volumes/volume-"+vid, "/dev/fast-vg/volume-"+vid
-	d, _ := open(t, map[string]any{"volume_clear": "none"},
-		step("hostname", "storage1\n"),
-		step("vgs --reportformat json --units g --nosuffix -o "+vgFields+" fast-vg",
-			strings.Replace(vgsJSON(`"vg_name":"fast-vg", "vg_size":"20.00", "vg_free":"20.00", "lv_count":"0", "vg_uuid":"y"`), "cinder-volumes", "fast-vg", 1)),
-		step(lvsB+"cinder-volumes", lvsJSON(vol1G)),
-		fail(lvsB+"fast-vg/volume-"+vid, 5, "  Failed to find logical volume \"fast-vg/volume-"+vid+"\"\n"),
-		step("vgs --reportformat json --units b --nosuffix -o vg_name,vg_free fast-vg",
-			vgsJSON(`"vg_name":"fast-vg", "vg_free":"21470642176"`)),
-		step("lvcreate -n volume-"+vid+" fast-vg -L 1g --addtag "+copyPendingTag, ""),
-		step("dd count=0 if="+src+" of="+dst+" iflag=direct", ""),
-		step("dd count=0 if="+src+" of="+dst+" oflag=direct", ""),
-		step("dd if="+src+" of="+dst+" count=1073741824 bs=1M iflag=count_bytes,direct oflag=direct", ""),
-		step("lvchange --deltag "+copyPendingTag+" fast-vg/volume-"+vid, ""),
-		step(lvsB+"cinder-volumes", lvsJSON(vol1G)),
-		exectest.Step{Args: lvremove(removeConfig, "cinder-volumes/volume-"+vid)},
-	)
-	ctx := context.Background()
-	v := drivers.Volume{ID: vid, SizeGB: 1}
-	// another host: not ours to optimise, and nothing runs beyond hostname
-	if moved, _, err := d.MigrateVolume(ctx, v, "LVMVolumeDriver:storage2:fast-vg:default:0"); moved || err != nil {
-		t.Fatalf("other host: moved=%v err=%v", moved, err)
-	}
-	moved, mu, err := d.MigrateVolume(ctx, v, "LVMVolumeDriver:storage1:fast-vg:default:0")
-	if err != nil || !moved || mu.ProviderLocation != "fast-vg" {
-		t.Fatalf("moved=%v %+v err=%v", moved, mu, err)
-	}
-}
-
 func TestBadIDsRunNothing(t *testing.T) {
 	d, _ := open(t, nil) // any command fails the test
 	ctx := context.Background()
