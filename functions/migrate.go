@@ -8,15 +8,19 @@ import (
 	"github.com/ember-storage/ember/events"
 )
 
-// MigrateVolume serves volume.migrate.requested: a streaming copy to another
-// configured backend, then the old copy deleted (Cinder's generic migration).
+// MigrateVolume serves volume.migrate.requested: the volume is copied to
+// another configured backend, by the source driver itself when it can
+// (Migrator: LVM between volume groups of one host), else by a streaming
+// copy through Ember (Cinder's generic migration); then the old copy is
+// deleted.
 //
-// It has two steps with a checkpoint between them, so that a crash at any
-// moment neither loses the data nor leaves two live copies: (1) create the
-// volume on the destination and copy the bytes; the record then switches to
-// the destination, remembering the source (Request.Save, fenced); (2) delete
-// the source copy and forget it. A re-run after a crash in (1) copies again
-// (the destination create is idempotent); after the checkpoint it does (2)
+// Either way it has two steps with a checkpoint between them, so that a
+// crash at any moment neither loses the data nor leaves the record on a
+// copy that is not whole: (1) copy the volume to the destination; the
+// record then switches to the destination, remembering the source
+// (Request.Save, fenced); (2) delete the source copy and forget it. A
+// re-run after a crash in (1) copies again (the destination create is
+// idempotent; the LVM copy starts over); after the checkpoint it does (2)
 // only.
 type MigrateVolume struct{ onVolume }
 
@@ -42,19 +46,22 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		if err != nil {
 			return f.Fail(r, fail(CodeInvalid, "dest_backend %q is not configured here", p.DestBackend)), nil
 		}
-		if moved, mu, err := f.assisted(ctx, src, dst, v); err != nil {
-			return driverFailure(f, r, err)
-		} else if moved {
-			v.Backend, v.ProviderLocation = p.DestBackend, mu.ProviderLocation
-			return f.end(r, v, began, StatusAvailable, nil), nil
-		}
-		moved, err := f.copy(ctx, r, v, src, dst, p.DestBackend)
+		near, mu, err := f.assisted(ctx, src, dst, v)
 		if err != nil {
+			return driverFailure(f, r, err)
+		}
+		var moved *Volume
+		if near {
+			moved = movedTo(v, p.DestBackend, mu.ProviderLocation)
+		} else if moved, err = f.copy(ctx, r, v, src, dst, p.DestBackend); err != nil {
 			return f.failCopy(ctx, r, v, dst, err)
 		}
 		if r.Save != nil {
 			if err := r.Save(ctx, moved); err != nil {
-				return Outcome{}, err // lease lost or Redis away: the re-run copies again
+				// Lease lost or Redis away: transient, so that the request
+				// is tried again (the re-run copies again), not answered
+				// .error with a whole copy left behind.
+				return Outcome{}, drivers.Wrap(drivers.KindUnavailable, "migration checkpoint", err)
 			}
 		}
 		v = moved.Clone() // what was saved stays as saved
@@ -91,10 +98,16 @@ func (f *MigrateVolume) copy(ctx context.Context, r *Request, v *Volume, src, ds
 	if err != nil {
 		return nil, err
 	}
+	return movedTo(v, dest, mu.ProviderLocation), nil
+}
+
+// movedTo is the checkpoint's record: v on dest at location, remembering
+// where it was so that the second step can delete the old copy.
+func movedTo(v *Volume, dest, location string) *Volume {
 	moved := v.Clone()
 	moved.Migration = &Migration{FromBackend: v.Backend, FromProviderLocation: v.ProviderLocation}
-	moved.Backend, moved.ProviderLocation = dest, mu.ProviderLocation
-	return moved, nil
+	moved.Backend, moved.ProviderLocation = dest, location
+	return moved
 }
 
 // failCopy handles a failed first step: transient errors are retried; a
@@ -108,12 +121,14 @@ func (f *MigrateVolume) failCopy(ctx context.Context, r *Request, v *Volume, dst
 	return f.Fail(r, err), nil
 }
 
-// Migrator is a driver that can move a volume itself when the destination
+// Migrator is a driver that can copy a volume itself when the destination
 // is near (Cinder's driver-assisted migrate_volume: LVM between volume
-// groups of one host, by dd, without streaming through Ember). It copies,
-// then deletes its own copy, and is idempotent: a re-run after a crash
-// finds the finished copy. moved=false means "not mine": the generic copy
-// runs.
+// groups of one host, by dd, without streaming through Ember). It only
+// copies: the source stays until the checkpoint has moved the record, and
+// is then deleted by the second step like a streamed one. It is called
+// only while the record is on the source, so a re-run after a crash may
+// find an earlier copy and must not trust it. moved=false means "not
+// mine": the generic copy runs.
 type Migrator interface {
 	MigrateVolume(ctx context.Context, v drivers.Volume, destLocationInfo string) (moved bool, mu drivers.ModelUpdate, err error)
 }
@@ -126,6 +141,9 @@ func (f *MigrateVolume) assisted(ctx context.Context, src, dst drivers.Driver, v
 		return false, drivers.ModelUpdate{}, nil
 	}
 	stats, err := dst.GetVolumeStats(ctx)
+	if err != nil && Retryable(err) {
+		return false, drivers.ModelUpdate{}, err // the host is away: a streaming copy would not get far
+	}
 	if err != nil || stats.LocationInfo == "" {
 		return false, drivers.ModelUpdate{}, nil // the generic copy needs no stats
 	}

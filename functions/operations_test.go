@@ -243,26 +243,50 @@ func (a *assistedDriver) MigrateVolume(_ context.Context, v drivers.Volume, dest
 	return dest == "near", drivers.ModelUpdate{ProviderLocation: "vg2"}, nil
 }
 
+// The driver copies when it can; the record then moves (the checkpoint)
+// before the source is deleted, as after a streaming copy.
 func TestMigrateLetsTheDriverMoveWhenItCan(t *testing.T) {
 	for _, c := range []struct {
-		location  string
-		wantCalls []string
+		location string
+		src, dst []string // each driver's calls, in order; "checkpoint" is the Save
 	}{
-		{"near", []string{"migrate:near"}},
-		{"far", []string{"migrate:far", "create", "read", "write", "delete"}},
+		{"near", []string{"migrate:near", "checkpoint", "delete"}, nil},
+		{"far", []string{"migrate:far", "read", "checkpoint", "delete"}, []string{"create", "write"}},
 	} {
 		src, dst := &assistedDriver{}, &assistedDriver{location: c.location}
 		env := &Env{Instance: "i", Backends: map[string]drivers.Driver{"b": src, "c": dst}}
-		out, err := All(env)[events.VolumeMigrateRequested].Run(context.Background(),
-			request(t, events.VolumeMigrateRequested, map[string]any{"volume_id": vol, "project_id": proj, "dest_backend": "c"}, available()))
+		req := request(t, events.VolumeMigrateRequested, map[string]any{"volume_id": vol, "project_id": proj, "dest_backend": "c"}, available())
+		var saved *Volume
+		req.Save = func(_ context.Context, v *Volume) error { saved = v; return src.call("checkpoint") }
+		out, err := All(env)[events.VolumeMigrateRequested].Run(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		calls := append(src.calls, dst.calls...)
-		slices.Sort(calls)
-		slices.Sort(c.wantCalls)
-		if out.Results[0].Type != "volume.migrate.end" || out.Volume.Backend != "c" || !slices.Equal(calls, c.wantCalls) {
-			t.Fatalf("%s: %s, record %+v, calls %v", c.location, out.Results[0].Type, out.Volume, calls)
+		if out.Results[0].Type != "volume.migrate.end" || out.Volume.Backend != "c" || out.Volume.Migration != nil ||
+			!slices.Equal(src.calls, c.src) || !slices.Equal(dst.calls, c.dst) {
+			t.Fatalf("%s: %s, record %+v, calls %v / %v", c.location, out.Results[0].Type, out.Volume, src.calls, dst.calls)
+		}
+		if saved == nil || saved.Backend != "c" || saved.Migration == nil || saved.Migration.FromBackend != "b" {
+			t.Fatalf("%s: checkpoint %+v", c.location, saved)
 		}
 	}
+}
+
+// A destination whose stats cannot be read because its host is away is
+// retried, not migrated by a streaming copy to the same unreachable host.
+func TestMigrateRetriesWhenTheDestinationIsAway(t *testing.T) {
+	src := &assistedDriver{}
+	dst := &awayDriver{}
+	env := &Env{Instance: "i", Backends: map[string]drivers.Driver{"b": src, "c": dst}}
+	_, err := All(env)[events.VolumeMigrateRequested].Run(context.Background(),
+		request(t, events.VolumeMigrateRequested, map[string]any{"volume_id": vol, "project_id": proj, "dest_backend": "c"}, available()))
+	if err == nil || !Retryable(err) || len(src.calls) != 0 || len(dst.calls) != 0 {
+		t.Fatalf("want a retryable error and no copy, got %v, calls %v / %v", err, src.calls, dst.calls)
+	}
+}
+
+type awayDriver struct{ recorder }
+
+func (a *awayDriver) GetVolumeStats(context.Context) (drivers.Stats, error) {
+	return drivers.Stats{}, drivers.Errorf(drivers.KindUnavailable, "ssh storage2", "connection refused")
 }

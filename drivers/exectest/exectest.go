@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type Transcript struct {
 	mu    sync.Mutex
 	steps []Step
 	next  int
+	env   []string // what every command's Env must hold (RequireEnv)
 	// Stdin collects what each command was fed, by step index.
 	Stdin map[int][]byte
 }
@@ -48,6 +50,17 @@ func New(t testing.TB, steps ...Step) *Transcript {
 				len(tr.steps)-tr.next, len(tr.steps), strings.Join(tr.steps[tr.next].Args, " "))
 		}
 	})
+	return tr
+}
+
+// RequireEnv makes the transcript fail the test on any command whose Env
+// lacks one of kv (e.g. "LC_ALL=C"): the drivers read the tools' English
+// messages, and a command run in the host's locale would be misread. It
+// returns tr, to chain after New.
+func (tr *Transcript) RequireEnv(kv ...string) *Transcript {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.env = append(tr.env, kv...)
 	return tr
 }
 
@@ -102,6 +115,11 @@ func (tr *Transcript) Run(ctx context.Context, c drivers.Command) (drivers.Outpu
 		return drivers.Output{}, fmt.Errorf("unexpected command: %s", c)
 	}
 	step := tr.steps[idx]
+	for _, kv := range tr.env {
+		if !slices.Contains(c.Env, kv) {
+			tr.t.Errorf("transcript step %d: %s runs without %s (env %q)", idx+1, c, kv, c.Env)
+		}
+	}
 	if strings.Join(step.Args, "\x00") != strings.Join(c.Args, "\x00") {
 		tr.mu.Unlock()
 		tr.t.Errorf("transcript step %d:\n  want: %s\n  got:  %s", idx+1, strings.Join(step.Args, " "), c)

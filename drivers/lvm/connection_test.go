@@ -74,9 +74,9 @@ func (s *chapSeen) chap() (user, pass string) {
 
 func openAttach(t *testing.T, opts map[string]any, steps ...exectest.Step) (*Driver, *chapSeen) {
 	t.Helper()
-	tr := exectest.New(t, steps...)
+	tr := exectest.New(t, steps...).RequireEnv("LC_ALL=C")
 	seen := &chapSeen{ex: tr}
-	d, err := New(drivers.Backend{Name: "lvm-1", Driver: "lvm", Options: opts}, lcAllC{t, seen})
+	d, err := New(drivers.Backend{Name: "lvm-1", Driver: "lvm", Options: opts}, seen)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,7 @@ var (
 	notFoundMessages = []string{
 		"Failed to find logical volume",                     // lvm2 >= 2.02.112
 		"One or more specified logical volume(s) not found", // older lvm2
+		"not found in volume group",                         // lvrename: Existing logical volume "x" not found in volume group "vg"
 	}
 	existsMessage = "already exists in volume group" // Logical Volume "x" already exists in volume group "vg"
 )

@@ -134,6 +134,26 @@ func (vg *volumeGroup) extend(ctx context.Context, name string, sizeGB int) erro
 	return classify("lvextend "+name+" on "+vg.name, err)
 }
 
+// rename is brick's rename_volume, `lvrename VG OLD NEW`: metadata only, so
+// it is instant and works with activation off. Both names reach argv; they
+// must be LVM names (callers build them from validated ids), and a name
+// that could read as an option runs nothing. A source that is gone is
+// not_found, a target that exists a conflict: the caller decides what a
+// re-run means.
+func (vg *volumeGroup) rename(ctx context.Context, from, to string) error {
+	op := "lvrename " + from + " to " + to + " on " + vg.name
+	for _, n := range []string{from, to} {
+		if !lvmNameRE.MatchString(n) || len(n) > 127 {
+			return drivers.Errorf(drivers.KindInvalid, op, "%q is not a logical volume name", n)
+		}
+	}
+	if from == to {
+		return drivers.Errorf(drivers.KindInvalid, op, "old and new names are the same")
+	}
+	_, err := run(ctx, vg.ex, drivers.Command{Args: []string{"lvrename", vg.name, from, to}})
+	return classify(op, err)
+}
+
 // activate is Cinder's activate_lv: -K activates LVs flagged to skip
 // activation (thin snapshots are), --yes answers lvchange's question about
 // activating a snapshot together with its origin; permanent drops the skip
@@ -179,7 +199,7 @@ func (vg *volumeGroup) remove(ctx context.Context, name string) error {
 	}
 	// udevadm may be missing on the host; Cinder does not check its exit
 	// either, the settle only gives udev a moment to let go.
-	_, _ = vg.ex.Run(ctx, drivers.Command{Args: []string{"udevadm", "settle"}})
+	_, _ = run(ctx, vg.ex, drivers.Command{Args: []string{"udevadm", "settle"}})
 	_, err = run(ctx, vg.ex, drivers.Command{Args: []string{"lvremove", "--config", removeRetryConfig, "-f", target}})
 	if err == nil || stderrHas(err, notFoundMessages...) {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,11 +85,16 @@ func downRealVG(dir string) {
 // no LV has a device node here to zero (clearing is transcript-tested).
 func realDriver(t *testing.T) *Driver {
 	t.Helper()
+	return realDriverOn(t, drivers.LocalExecutor{DefaultTimeout: 30 * time.Second})
+}
+
+// realDriverOn is realDriver with its commands run through ex.
+func realDriverOn(t *testing.T, ex drivers.Executor) *Driver {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("real LVM volume group: not in -short")
 	}
-	d, err := New(drivers.Backend{Name: "lvm-1", Driver: "lvm", Options: map[string]any{"volume_clear": "none"}},
-		drivers.LocalExecutor{DefaultTimeout: 30 * time.Second})
+	d, err := New(drivers.Backend{Name: "lvm-1", Driver: "lvm", Options: map[string]any{"volume_clear": "none"}}, ex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,5 +235,95 @@ func TestRealStatsMatchVGS(t *testing.T) {
 		st.LocationInfo != "LVMVolumeDriver:"+host+":cinder-volumes:default:0" ||
 		!st.ThickProvisioningSupport || st.ThinProvisioningSupport || st.MaxOverSubscriptionRatio != 20 {
 		t.Fatalf("stats %+v\nvgs says %+v", st, vg)
+	}
+}
+
+func TestRealRename(t *testing.T) {
+	d := realDriver(t)
+	ctx := context.Background()
+	a, b := "volume-"+vid, "volume-"+vid2
+	if _, err := d.CreateVolume(ctx, drivers.Volume{ID: vid, SizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.rename(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := realLVs(t); len(got) != 1 || got[0] != b {
+		t.Fatalf("after rename LVM has %v, want exactly %s", got, b)
+	}
+	if got := realLVSize(t, b); got != "1073741824" {
+		t.Fatalf("renamed LV is %s bytes", got)
+	}
+	// A re-run finds the old name gone: not_found, and nothing changes.
+	if err := d.vg.rename(ctx, a, b); !drivers.IsKind(err, drivers.KindNotFound) {
+		t.Fatalf("rename of a missing LV: want not_found, got %v", err)
+	}
+	// Onto a name that is taken: a conflict, both LVs stay as they were.
+	if _, err := d.CreateVolume(ctx, drivers.Volume{ID: vid, SizeGB: 2}); err != nil {
+		t.Fatal(err)
+	}
+	err := d.vg.rename(ctx, a, b)
+	if !drivers.IsKind(err, drivers.KindConflict) || !strings.Contains(err.Error(), "lvrename "+a+" to "+b+" on cinder-volumes: exit 5") {
+		t.Fatalf("rename onto an existing LV: want a conflict naming the command, got %v", err)
+	}
+	if realLVSize(t, a) != "2147483648" || realLVSize(t, b) != "1073741824" {
+		t.Fatalf("a refused rename changed the LVs: %v", realLVs(t))
+	}
+}
+
+// stdoutByCommand keeps what each lvcreate, lvextend, lvchange, lvrename
+// and lvremove printed on stdout.
+type stdoutByCommand struct {
+	ex  drivers.Executor
+	mu  sync.Mutex
+	out map[string][]string // program → stdout of each successful run
+}
+
+func (s *stdoutByCommand) Run(ctx context.Context, c drivers.Command) (drivers.Output, error) {
+	out, err := s.ex.Run(ctx, c)
+	if err == nil {
+		s.mu.Lock()
+		s.out[c.Args[0]] = append(s.out[c.Args[0]], string(out.Stdout))
+		s.mu.Unlock()
+	}
+	return out, err
+}
+
+// The success lines the transcripts print (saysCreated, saysResized, …)
+// are lvm2's own: the same commands on the loop-device VG print them.
+func TestRealOutputMatchesTranscripts(t *testing.T) {
+	rec := &stdoutByCommand{ex: drivers.LocalExecutor{DefaultTimeout: 30 * time.Second}, out: map[string][]string{}}
+	d := realDriverOn(t, rec)
+	ctx := context.Background()
+	a, b := "volume-"+vid, "volume-"+vid2
+	if _, err := d.CreateVolume(ctx, drivers.Volume{ID: vid, SizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ExtendVolume(ctx, drivers.Volume{ID: vid, SizeGB: 1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.create(ctx, b, 1, 0, copyPendingTag); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.deleteTag(ctx, b, copyPendingTag); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.remove(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.vg.rename(ctx, a, b); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"lvcreate": {saysCreated(a), saysCreated(b)},
+		"lvextend": {saysResized(realVGName, a, 1, 2)},
+		"lvchange": {saysChanged(realVGName, b)},
+		"lvremove": {saysRemoved(b)},
+		"lvrename": {saysRenamed(realVGName, a, b)},
+	}
+	for prog, w := range want {
+		if got := rec.out[prog]; fmt.Sprintf("%q", got) != fmt.Sprintf("%q", w) {
+			t.Errorf("%s printed %q, the transcripts say %q", prog, got, w)
+		}
 	}
 }

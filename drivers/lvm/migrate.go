@@ -8,11 +8,28 @@ import (
 	"github.com/ember-storage/ember/drivers"
 )
 
-// MigrateVolume is Cinder's migrate_volume for LVM: when the destination
-// backend (given by its stats' location_info,
+// MigrateVolume is the copy step of Cinder's migrate_volume for LVM: when
+// the destination backend (given by its stats' location_info,
 // "LVMVolumeDriver:<host>:<vg>:<lvm_type>:<mirrors>") is another volume
-// group on the same storage host, the volume is copied there with dd and
-// removed here (scrubbed per volume_clear), without going through iSCSI.
+// group on the same storage host, the volume is copied there with dd,
+// without going through iSCSI or Ember.
+//
+// Unlike Cinder it leaves the source alone. The caller moves the registry
+// record to the destination (a fenced checkpoint) and only then deletes
+// the source through this driver's DeleteVolume, the two steps of the
+// streaming migration, so that the record never points at a copy that is
+// not whole: before the checkpoint it names the untouched source, after it
+// a finished copy.
+//
+// The caller asks only while the record says the volume lives here, so
+// whatever the destination VG holds under the volume's name is left by an
+// earlier try that stopped before its checkpoint. It is removed (scrubbed
+// as volume_clear says) and the copy made again from the start: the record
+// stayed available in between, so the volume may have been written since,
+// and a thin destination is filled with sparse writes that would keep old
+// blocks where the source now has zeros. A permanent copy failure removes
+// the partial copy (as Cinder does); a transient one leaves it for the
+// re-run, since after a lost lease a newer owner may be filling it.
 //
 // moved=false with a nil error means "not mine to optimise" (another host,
 // another driver, a VG that does not exist): the caller falls back to a
@@ -52,37 +69,38 @@ func (d *Driver) MigrateVolume(ctx context.Context, v drivers.Volume, locationIn
 		}
 		return false, mu, nil // Cinder: destination VG does not exist here
 	}
+	done := drivers.ModelUpdate{ProviderLocation: destVG}
 	all, err := d.vg.list(ctx)
 	if err != nil {
 		return false, mu, err
 	}
 	src, ok := find(all, name)
 	if !ok {
-		// Gone here: done already if the destination holds a finished copy.
+		// Gone here while the record still names this VG: only an earlier
+		// Ember, which deleted the source before its checkpoint, leaves
+		// that. A finished copy in the destination is then the volume.
 		if l, ok, err := dest.lookup(ctx, name); err != nil {
 			return false, mu, err
 		} else if ok && !hasTag(l.Tags, copyPendingTag) {
-			return true, drivers.ModelUpdate{ProviderLocation: destVG}, nil
+			return true, done, nil
 		}
 		return false, mu, drivers.Errorf(drivers.KindNotFound, op, "no such logical volume")
 	}
 	if snaps := snapshotsOf(all, name); len(snaps) > 0 || src.isOrigin() {
 		return false, mu, drivers.Errorf(drivers.KindBusy, op, "volume has snapshot(s) %s; they cannot move with it", strings.Join(snaps, ", "))
 	}
-	sizeGB := int((src.Size + drivers.GiB - 1) / drivers.GiB)
-	state, err := d.ensureLV(ctx, dest, name, sizeGB, mirrors, true)
-	if err != nil {
+	if err := d.deleteVolume(ctx, dest, name); err != nil { // an earlier try's copy
 		return false, mu, err
 	}
-	if state != lvComplete {
-		if err := d.fill(ctx, op, d.vg, src, dest, name); err != nil {
-			// As Cinder: a failed copy leaves nothing in the destination.
-			_ = dest.remove(context.WithoutCancel(ctx), name)
-			return false, mu, err
+	sizeGB := int((src.Size + drivers.GiB - 1) / drivers.GiB)
+	if _, err := d.ensureLV(ctx, dest, name, sizeGB, mirrors, true); err != nil {
+		return false, mu, err
+	}
+	if err := d.fill(ctx, op, d.vg, src, dest, name); err != nil {
+		if !drivers.KindOf(err).Retryable() && ctx.Err() == nil {
+			_ = d.deleteVolume(ctx, dest, name)
 		}
+		return false, mu, err
 	}
-	if err := d.deleteVolume(ctx, d.vg, name); err != nil {
-		return true, drivers.ModelUpdate{ProviderLocation: destVG}, err
-	}
-	return true, drivers.ModelUpdate{ProviderLocation: destVG}, nil
+	return true, done, nil
 }

@@ -153,6 +153,23 @@ func keys(m map[string]listEntry) []string {
 	return k
 }
 
+// protection is what `rbd snap ls --format json` says of image@snap,
+// asked as an operator would ("true" or "false").
+func protection(t *testing.T, d *Driver, image, snap string) string {
+	t.Helper()
+	var snaps []snapInfo
+	if err := json.Unmarshal(cli(t, "rbd", "--pool", d.o.Pool, "snap", "ls", "--format", "json", image), &snaps); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if s.Name == snap {
+			return s.Protected
+		}
+	}
+	t.Fatalf("rbd snap ls %s lists no snapshot %s: %+v", image, snap, snaps)
+	return ""
+}
+
 const (
 	idA  = "0b5cbf4e-8f0a-4c1e-9d5c-2f1a7a3c9e10"
 	idB  = "1c6ddf5f-9a1b-4d2f-8e6d-3a2b8b4dae21"
@@ -269,6 +286,11 @@ func TestRealVolumeSnapshotCloneLifecycle(t *testing.T) {
 	if e := img[nameB]; e.Size != 2*drivers.GiB || e.Parent == nil || e.Parent.Image != nameA || e.Parent.Snapshot != "snapshot-"+idS {
 		t.Fatalf("after volume from snapshot: %+v (parent %+v)", e, e.Parent)
 	}
+	// Protected before it was cloned from, as Cinder does (clone v1 needs
+	// it; with v2 it keeps the snapshot from going to the trash unseen).
+	if p := protection(t, d, nameA, "snapshot-"+idS); p != "true" {
+		t.Fatalf("snapshot cloned from: protected %q, want \"true\"", p)
+	}
 	readBack(t, d, b, before)
 	// Zeros written to a clone must read back as zeros, not as the parent's
 	// data below them: WriteVolume sends them as discards.
@@ -348,6 +370,9 @@ func TestRealClonedVolumeOutlivesSource(t *testing.T) {
 	img := images(t, d)
 	if e := img["volume-"+idC]; e.Parent == nil || e.Parent.Image != "volume-"+idA || e.Parent.Snapshot != cloneSnap {
 		t.Fatalf("after clone: %+v", img)
+	}
+	if p := protection(t, d, "volume-"+idA, cloneSnap); p != "true" {
+		t.Fatalf("the clone's snapshot: protected %q, want \"true\"", p)
 	}
 	readBack(t, d, c, data)
 
@@ -461,4 +486,56 @@ func TestRealStatsAndConnection(t *testing.T) {
 	if _, err := d.InitializeConnection(ctx, drivers.Volume{ID: idC, SizeGB: 1}, "att-2", drivers.Connector{}); !drivers.IsKind(err, drivers.KindNotFound) {
 		t.Fatalf("attach of a missing volume: want not_found, got %v", err)
 	}
+}
+
+// A configured cephx user, not admin, is the one the cluster sees: with a
+// key whose caps cover only the driver's pool, the driver works there and
+// is refused in another pool; connection_info names that user.
+func TestRealCephxUser(t *testing.T) {
+	admin := newRealDriver(t, nil)
+	other := newRealDriver(t, nil) // a pool the user has no caps on
+	keyring := filepath.Join(t.TempDir(), "ceph.client.cinder.keyring")
+	user := "cinder-" + admin.o.Pool // cephx users outlive pools; one per test pool
+	ceph(t, "auth", "get-or-create", "client."+user, "mon", "profile rbd", "osd", "profile rbd pool="+admin.o.Pool, "-o", keyring)
+	opts := map[string]any{"user": user, "keyring": keyring, "secret_uuid": "457eb676-33da-42ec-9a8c-9293d545c337"}
+	d := newRealDriverOnPool(t, admin.o.Pool, opts)
+	ctx := context.Background()
+	a := drivers.Volume{ID: idA, SizeGB: 1}
+	if _, err := d.CreateVolume(ctx, a); err != nil {
+		t.Fatalf("create as client.%s: %v", user, err)
+	}
+	if img := images(t, admin); img["volume-"+idA].Size != drivers.GiB {
+		t.Fatalf("the user's create is not in the pool: %v", keys(img))
+	}
+	elsewhere := newRealDriverOnPool(t, other.o.Pool, opts)
+	if _, err := elsewhere.CreateVolume(ctx, a); err == nil {
+		t.Fatalf("client.%s created an image in pool %s, which its caps do not cover: the user did not reach the cluster", user, other.o.Pool)
+	}
+	if img := images(t, other); len(img) != 0 {
+		t.Fatalf("a refused create left %v", keys(img))
+	}
+	ci, err := d.InitializeConnection(ctx, a, "att-1", drivers.Connector{Host: "compute-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Data["auth_username"] != user || ci.Data["secret_uuid"] != opts["secret_uuid"] || ci.Data["name"] != admin.o.Pool+"/volume-"+idA {
+		t.Fatalf("connection info %+v", ci.Data)
+	}
+	if err := d.DeleteVolume(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newRealDriverOnPool is a driver on an existing pool of the test cluster.
+func newRealDriverOnPool(t *testing.T, pool string, opts map[string]any) *Driver {
+	t.Helper()
+	o := map[string]any{"pool": pool, "conf": filepath.Join(cluster.dir, "ceph.conf")}
+	for k, v := range opts {
+		o[k] = v
+	}
+	d, err := drivers.Open(drivers.Backend{Name: "ceph-test", Driver: "rbd", Options: o}, drivers.LocalExecutor{DefaultTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.(*Driver)
 }

@@ -31,7 +31,8 @@ func script(s string) []exectest.Step {
 
 func transcriptDriver(t *testing.T, s string) (*Driver, *exectest.Transcript) {
 	t.Helper()
-	tr := exectest.New(t, script(s)...)
+	// LC_ALL=C: classify reads rbd's and ceph's English messages.
+	tr := exectest.New(t, script(s)...).RequireEnv("LC_ALL=C")
 	d, err := Open(drivers.Backend{Name: "ceph-1", Driver: "rbd"}, tr)
 	if err != nil {
 		t.Fatal(err)
@@ -299,6 +300,34 @@ $CEPH mon dump --format json
 		MaxOverSubscriptionRatio: 20, TotalVolumes: 2, LocationInfo: "rbd:b6a5ebab-9557-4b68-8026-acedd1894bbc:volumes"}
 	if fmt.Sprint(s) != fmt.Sprint(want) {
 		t.Fatalf("stats:\n got %+v\nwant %+v", s, want)
+	}
+}
+
+// A configured cephx user and keyring reach every command (rbd and ceph)
+// and the connection_info; the key itself never does.
+func TestTranscriptCephxUser(t *testing.T) {
+	auth := "--id cinder --conf /etc/ceph/ceph.conf --keyring /etc/ceph/ceph.client.cinder.keyring"
+	steps := exectest.Parse(`
+$ rbd ` + auth + ` --pool volumes info --format json volume-` + idA + `
+` + infoA + `
+$ ceph ` + auth + ` mon dump --format json
+{"epoch":1,"fsid":"b6a5ebab-9557-4b68-8026-acedd1894bbc","mons":[{"rank":0,"name":"a","addr":"10.0.0.5:6789/0","public_addr":"10.0.0.5:6789/0"}],"quorum":[0]}`)
+	tr := exectest.New(t, steps...).RequireEnv("LC_ALL=C")
+	d, err := Open(drivers.Backend{Name: "ceph-1", Driver: "rbd", Options: map[string]any{
+		"user": "cinder", "keyring": "/etc/ceph/ceph.client.cinder.keyring", "secret_uuid": "457eb676-33da-42ec-9a8c-9293d545c337"}}, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := d.InitializeConnection(context.Background(), drivers.Volume{ID: idA, SizeGB: 1}, "att-1", drivers.Connector{Host: "compute-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.DriverVolumeType != "rbd" || ci.Data["auth_username"] != "cinder" || ci.Data["secret_uuid"] != "457eb676-33da-42ec-9a8c-9293d545c337" ||
+		fmt.Sprint(ci.Data["hosts"]) != "[10.0.0.5]" || fmt.Sprint(ci.Data["ports"]) != "[6789]" {
+		t.Fatalf("connection info %s %+v", ci.DriverVolumeType, ci.Data)
+	}
+	if _, ok := ci.Data["keyring"]; ok {
+		t.Fatalf("connection info names the keyring: %+v", ci.Data)
 	}
 }
 

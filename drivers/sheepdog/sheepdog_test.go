@@ -63,7 +63,8 @@ func script(s string) []exectest.Step {
 
 func newDriver(t *testing.T, s string) (*Driver, *exectest.Transcript) {
 	t.Helper()
-	tr := exectest.New(t, script(s)...)
+	// dog's messages are read in English, as Cinder reads them.
+	tr := exectest.New(t, script(s)...).RequireEnv("LC_ALL=C", "LANG=C")
 	d, err := Open(drivers.Backend{Name: "sheep-1", Driver: "sheepdog"}, tr)
 	if err != nil {
 		t.Fatal(err)
