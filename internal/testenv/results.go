@@ -24,7 +24,9 @@ type Result struct {
 	Type, ID, Causation string
 	Data                events.ResultData
 	Headers             map[string]string
-	Value               []byte
+	// Key is the Kafka record key.
+	Key   string
+	Value []byte
 	// Time is the record's timestamp: when the producer published it.
 	Time time.Time
 }
@@ -58,7 +60,7 @@ func Collect(t testing.TB, brokers []string, sc *sarama.Config, prefix string, t
 					msg, _ := events.KafkaMarshaler{}.Unmarshal(km)
 					h := events.Headers(msg)
 					res := Result{Type: strings.TrimPrefix(km.Topic, prefix), Headers: h, Value: km.Value,
-						ID: h["ce_id"], Causation: h["ce_causationid"], Time: km.Timestamp}
+						ID: h["ce_id"], Causation: h["ce_causationid"], Time: km.Timestamp, Key: events.Key(msg)}
 					_ = json.Unmarshal(km.Value, &res.Data)
 					r.mu.Lock()
 					r.events = append(r.events, res)
