@@ -319,12 +319,13 @@ func (a *Audit) Run(ctx context.Context) {
 			a.Log.Warn("audit", "period_beginning", events.FormatTime(begin), "err", err)
 		}
 		// Wake at the next period's end, or sooner to take over a dead
-		// replica's period.
-		next := end.Add(a.Period)
-		if d := time.Until(next); d > check {
-			next = time.Now().Add(check)
+		// replica's period. The wait is read from Now, the clock that
+		// decides the periods, so that a test's clock never makes it spin.
+		wait := end.Add(a.Period).Sub(a.Now())
+		if wait > check {
+			wait = check
 		}
-		if !sleepUntil(ctx, next) {
+		if !sleepUntil(ctx, time.Now().Add(wait)) {
 			return
 		}
 	}
