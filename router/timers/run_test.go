@@ -3,6 +3,7 @@ package timers_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -202,12 +203,14 @@ func periodsOf(ps []published) map[string][]published {
 // TestAuditRunPublishesEachPeriodOnce runs Audit.Run on three replicas
 // that share Redis, with a 2 s period on the wall clock: each period that
 // ends is published once, by one replica, with aligned
-// audit_period_beginning and audit_period_ending.
+// audit_period_beginning and audit_period_ending, and none is skipped.
 func TestAuditRunPublishesEachPeriodOnce(t *testing.T) {
 	rdb := testenv.Redis(t)
 	prefix := "r" + testenv.Unique()
 	const period = 2 * time.Second
-	vols := auditRecords(t, rdb, prefix, time.Now().Add(-time.Hour), 2)
+	// Created now: the periods before (which the replicas' first Run also
+	// looks at, CatchUp) have no events.
+	vols := auditRecords(t, rdb, prefix, time.Now(), 2)
 	recs := make([]*recorder, 3)
 	replicas := make([]*timers.Audit, 3)
 	for i := range replicas {
@@ -226,6 +229,7 @@ func TestAuditRunPublishesEachPeriodOnce(t *testing.T) {
 	})
 
 	ids := map[string]bool{}
+	var begins []time.Time
 	for beginning, ps := range periodsOf(all()) {
 		begin, err := time.Parse(events.TimeFormat, beginning)
 		if err != nil {
@@ -234,6 +238,7 @@ func TestAuditRunPublishesEachPeriodOnce(t *testing.T) {
 		if !begin.Truncate(period).Equal(begin) {
 			t.Errorf("period %s is not aligned to %s", beginning, period)
 		}
+		begins = append(begins, begin)
 		got := map[string]bool{}
 		for _, p := range ps {
 			if p.replica != ps[0].replica {
@@ -250,6 +255,118 @@ func TestAuditRunPublishesEachPeriodOnce(t *testing.T) {
 		}
 		if len(got) != len(vols) {
 			t.Errorf("period %s: volume.exists for %v, want %v", beginning, got, vols)
+		}
+	}
+	// From the period the volumes were created in on, every period: one
+	// missed by slow replicas is made up by the next check.
+	slices.SortFunc(begins, time.Time.Compare)
+	for i := 1; i < len(begins); i++ {
+		if !begins[i].Equal(begins[i-1].Add(period)) {
+			t.Errorf("periods %v: a gap after %s", begins, begins[i-1])
+		}
+	}
+}
+
+// clock is a test's settable time.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+// TestAuditRunMakesUpMissedPeriods: every replica was down while audit
+// periods ended. When they come back, Run publishes the periods nobody
+// published, each once, among two replicas, up to MaxCatchUp periods
+// before the one that just ended, and never again one that was published.
+// The clock is the test's (hour periods, on a day in the past).
+func TestAuditRunMakesUpMissedPeriods(t *testing.T) {
+	rdb := testenv.Redis(t)
+	prefix := "r" + testenv.Unique()
+	ctx := context.Background()
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	early := auditRecords(t, rdb, prefix, at(8, 30), 1)[0]
+	late := auditRecords(t, rdb, prefix, at(12, 30), 1)[0]
+	t.Cleanup(func() {
+		keys, _ := rdb.Keys(ctx, prefix+":{audit}:*").Result()
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+	})
+	clk := &clock{}
+	// Before the outage: 9:00–10:00 and 10:00–11:00 were published
+	// (8:00–9:00 never was), then every replica went down at 11:30.
+	before := &recorder{}
+	a := &timers.Audit{RDB: rdb, Out: timers.Output{Pub: before}, Prefix: prefix, Now: clk.Now}
+	for _, h := range []int{9, 10} {
+		if did, err := a.RunPeriod(ctx, at(h, 0), at(h+1, 0)); !did || err != nil {
+			t.Fatalf("%d:00: %v %v", h, did, err)
+		}
+	}
+
+	// restart brings two replicas up at now and returns what they published
+	// until every period in want was done.
+	restart := func(now time.Time, want []int) []published {
+		clk.Set(now)
+		recs := []*recorder{{}, {}}
+		done := func() bool {
+			for _, h := range want {
+				if v, _ := rdb.Get(ctx, prefix+":{audit}:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "done" {
+					return false
+				}
+			}
+			return true
+		}
+		runReplicas(t, 2, func(ctx context.Context, i int) {
+			(&timers.Audit{RDB: rdb, Out: timers.Output{Pub: recs[i]}, Prefix: prefix, Now: clk.Now}).Run(ctx)
+		}, done)
+		var out []published
+		for i, r := range recs {
+			out = append(out, r.published(t, i)...)
+		}
+		return out
+	}
+	// check compares what was published with the volumes each period
+	// (by its hour) should have, each published once by one replica.
+	check := func(got []published, want map[int][]string) {
+		t.Helper()
+		periods := periodsOf(got)
+		for h, vols := range want {
+			ps := periods[events.FormatTime(at(h, 0))]
+			var ids []string
+			for _, p := range ps {
+				ids = append(ids, p.data.VolumeID)
+				if p.replica != ps[0].replica || p.data.AuditPeriodEnding != events.FormatTime(at(h+1, 0)) {
+					t.Errorf("%d:00: %+v", h, p)
+				}
+			}
+			slices.Sort(ids)
+			slices.Sort(vols)
+			if !slices.Equal(ids, vols) {
+				t.Errorf("%d:00–%d:00: volume.exists for %v, want %v", h, h+1, ids, vols)
+			}
+			delete(periods, events.FormatTime(at(h, 0)))
+		}
+		if len(periods) != 0 {
+			t.Errorf("published periods beyond those wanted: %v", periods)
+		}
+	}
+
+	// Back at 15:20: 14:00–15:00 just ended; 11:00 to 14:00 were missed.
+	// 9:00 and 10:00 are in reach (5 periods before 14:00) but published.
+	got := restart(at(15, 20), []int{11, 12, 13, 14})
+	check(got, map[int][]string{11: {early}, 12: {early, late}, 13: {early, late}, 14: {early, late}})
+
+	// Down again from 15:20 to 23:20: 22:00–23:00 just ended, and only the
+	// 5 periods before it are made up; 15:00 and 16:00 stay missed.
+	got = restart(at(23, 20), []int{17, 18, 19, 20, 21, 22})
+	both := []string{early, late}
+	check(got, map[int][]string{17: both, 18: both, 19: both, 20: both, 21: both, 22: both})
+	for _, h := range []int{15, 16} {
+		if v, _ := rdb.Get(ctx, prefix+":{audit}:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "" {
+			t.Errorf("%d:00 beyond the catch-up window is %q", h, v)
 		}
 	}
 }
