@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ember-storage/ember/drivers"
@@ -208,6 +209,10 @@ func (f *CreateVolume) fromBackup(ctx context.Context, r *Request, p *events.Vol
 // otherwise the request's backend, its volume type's, the scheduler's
 // choice among all, or the default.
 func (f *CreateVolume) place(ctx context.Context, r *Request, p *events.VolumeRequest) (string, error) {
+	typed, err := f.typeBackend(p)
+	if err != nil {
+		return "", err
+	}
 	if p.Source != nil && (p.Source.Kind == SourceSnapshot || p.Source.Kind == SourceVolume) {
 		src, err := f.sourceVolume(r, p)
 		if err != nil {
@@ -225,8 +230,8 @@ func (f *CreateVolume) place(ctx context.Context, r *Request, p *events.VolumeRe
 	// candidate: the scheduler still checks that it has room. Neither
 	// configured: every backend.
 	candidates := []string{}
-	if name := f.env.VolumeTypes[p.VolumeType]; p.VolumeType != "" && name != "" {
-		candidates = append(candidates, name)
+	if typed != "" {
+		candidates = append(candidates, typed)
 	} else if f.env.DefaultBackend != "" {
 		candidates = append(candidates, f.env.DefaultBackend)
 	} else {
@@ -296,12 +301,37 @@ func (f *CreateVolume) Fail(r *Request, err error) Outcome {
 	return out
 }
 
+// typeBackend is the backend volume_types maps the request's volume_type
+// to. When volume_types is configured, a type it does not list is refused
+// (Cinder: VolumeTypeNotFound) rather than placed as if untyped: a typo
+// would otherwise put the volume on a backend its type was meant to keep it
+// off. Without volume_types a type is only a label ("" here).
+func (f *CreateVolume) typeBackend(p *events.VolumeRequest) (string, error) {
+	if p.VolumeType == "" || len(f.env.VolumeTypes) == 0 {
+		return "", nil
+	}
+	name, ok := f.env.VolumeTypes[p.VolumeType]
+	if !ok {
+		known := make([]string, 0, len(f.env.VolumeTypes))
+		for t := range f.env.VolumeTypes {
+			known = append(known, t)
+		}
+		sort.Strings(known)
+		return "", fail(CodeInvalid, "volume_type %q is not configured (volume_types: %s)", p.VolumeType, strings.Join(known, ", "))
+	}
+	return name, nil
+}
+
 // pickBackend chooses where a new volume goes: the backend the request names,
 // else its volume type's backend, else the default.
 func (f *CreateVolume) pickBackend(p *events.VolumeRequest) (string, error) {
+	typed, err := f.typeBackend(p)
+	if err != nil {
+		return "", err
+	}
 	name := p.Backend
-	if name == "" && p.VolumeType != "" {
-		name = f.env.VolumeTypes[p.VolumeType]
+	if name == "" {
+		name = typed
 	}
 	if name == "" {
 		name = f.env.DefaultBackend

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +25,9 @@ type Result struct {
 	Type, ID, Causation string
 	Data                events.ResultData
 	Headers             map[string]string
-	Value               []byte
+	// Key is the Kafka record key.
+	Key   string
+	Value []byte
 	// Time is the record's timestamp: when the producer published it.
 	Time time.Time
 }
@@ -48,9 +51,9 @@ func Collect(t testing.TB, brokers []string, sc *sarama.Config, prefix string, t
 			t.Fatal(err)
 		}
 		for _, part := range parts {
-			pc, err := consumer.ConsumePartition(prefix+topic, part, sarama.OffsetOldest)
+			pc, err := consumeFresh(client, consumer, prefix+topic, part)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("consume %s[%d]: %v", prefix+topic, part, err)
 			}
 			pcs = append(pcs, pc)
 			go func() {
@@ -58,7 +61,7 @@ func Collect(t testing.TB, brokers []string, sc *sarama.Config, prefix string, t
 					msg, _ := events.KafkaMarshaler{}.Unmarshal(km)
 					h := events.Headers(msg)
 					res := Result{Type: strings.TrimPrefix(km.Topic, prefix), Headers: h, Value: km.Value,
-						ID: h["ce_id"], Causation: h["ce_causationid"], Time: km.Timestamp}
+						ID: h["ce_id"], Causation: h["ce_causationid"], Time: km.Timestamp, Key: events.Key(msg)}
 					_ = json.Unmarshal(km.Value, &res.Data)
 					r.mu.Lock()
 					r.events = append(r.events, res)
@@ -75,6 +78,23 @@ func Collect(t testing.TB, brokers []string, sc *sarama.Config, prefix string, t
 		client.Close()
 	})
 	return r
+}
+
+// consumeFresh consumes a partition from its oldest offset. A topic just
+// created can have a leader in the metadata before the broker serves the
+// partition; sarama asks for the offset twice, and on a busy machine both
+// failed with NOT_LEADER_OR_FOLLOWER (router/timers, 3 of 5 runs on a
+// broker started minutes before): ask again for a while.
+func consumeFresh(client sarama.Client, consumer sarama.Consumer, topic string, part int32) (sarama.PartitionConsumer, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pc, err := consumer.ConsumePartition(topic, part, sarama.OffsetOldest)
+		if !errors.Is(err, sarama.ErrNotLeaderForPartition) || time.Now().After(deadline) {
+			return pc, err
+		}
+		_ = client.RefreshMetadata(topic)
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Of returns the results of type typ caused by request id ("" for any).

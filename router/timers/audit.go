@@ -36,6 +36,10 @@ type Audit struct {
 	Log   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// CatchUp is how many periods before the one that just ended Run also
+	// publishes when no replica did (every replica was down when they
+	// ended): default and at most MaxCatchUp; negative, none.
+	CatchUp int
 
 	once  sync.Once
 	owner string
@@ -58,9 +62,22 @@ func (a *Audit) defaults() {
 		if a.Now == nil {
 			a.Now = time.Now
 		}
+		if a.CatchUp == 0 || a.CatchUp > MaxCatchUp {
+			a.CatchUp = MaxCatchUp
+		}
+		if a.CatchUp < 0 {
+			a.CatchUp = 0
+		}
 		a.owner = uuid.NewString()
 	})
 }
+
+// MaxCatchUp bounds Audit.CatchUp. A period's done marker is kept at least
+// 7 periods after it ends, so within this many periods before the last one
+// a missing marker means the period was never published (one period of
+// margin for clock skew between the replicas and Redis), and the burst
+// after an outage is bounded: at most 6 periods of the whole registry.
+const MaxCatchUp = 5
 
 // LastPeriod is the latest period that has ended at now.
 func (a *Audit) LastPeriod(now time.Time) (begin, end time.Time) {
@@ -301,9 +318,35 @@ func globEscape(s string) string {
 	return r.Replace(s)
 }
 
-// Run publishes each period once it ends, until ctx ends. It checks often
-// enough (every Period/10, at most every 30 s) to take over a period whose
-// publisher died.
+// Due publishes the period that ended at now, and the CatchUp periods
+// before it, oldest first, each unless a replica has published it or is
+// publishing it; it returns how many this replica published.
+func (a *Audit) Due(ctx context.Context, now time.Time) (int, error) {
+	a.defaults()
+	last, _ := a.LastPeriod(now)
+	var errs []error
+	n := 0
+	for k := a.CatchUp; k >= 0; k-- {
+		begin := last.Add(-time.Duration(k) * a.Period)
+		did, err := a.RunPeriod(ctx, begin, begin.Add(a.Period))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if did {
+			n++
+			if k > 0 {
+				a.Log.Info("audit: made up a missed period", "period_beginning", events.FormatTime(begin))
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Run publishes each period once it ends (and, after an outage, the
+// CatchUp periods before it that nobody published), until ctx ends. It
+// checks often enough (every Period/10, at most every 30 s) to take over a
+// period whose publisher died.
 func (a *Audit) Run(ctx context.Context) {
 	a.defaults()
 	check := a.Period / 10
@@ -314,17 +357,19 @@ func (a *Audit) Run(ctx context.Context) {
 		check = 100 * time.Millisecond
 	}
 	for {
-		begin, end := a.LastPeriod(a.Now())
-		if _, err := a.RunPeriod(ctx, begin, end); err != nil && ctx.Err() == nil {
-			a.Log.Warn("audit", "period_beginning", events.FormatTime(begin), "err", err)
+		now := a.Now()
+		if _, err := a.Due(ctx, now); err != nil && ctx.Err() == nil {
+			a.Log.Warn("audit", "err", err)
 		}
+		_, end := a.LastPeriod(now)
 		// Wake at the next period's end, or sooner to take over a dead
-		// replica's period.
-		next := end.Add(a.Period)
-		if d := time.Until(next); d > check {
-			next = time.Now().Add(check)
+		// replica's period. The wait is read from Now, the clock that
+		// decides the periods, so that a test's clock never makes it spin.
+		wait := end.Add(a.Period).Sub(a.Now())
+		if wait > check {
+			wait = check
 		}
-		if !sleepUntil(ctx, next) {
+		if !sleepUntil(ctx, time.Now().Add(wait)) {
 			return
 		}
 	}

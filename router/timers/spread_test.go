@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,6 +117,57 @@ func TestTwentyCreatesSpreadAsTheWeigherSays(t *testing.T) {
 			st.ProvisionedCapacityGB, st.TotalVolumes, st.TotalCapacityGB*st.MaxOverSubscriptionRatio)
 		if st.ProvisionedCapacityGB > st.TotalCapacityGB*st.MaxOverSubscriptionRatio || st.TotalVolumes != want[name] {
 			t.Errorf("%s over-filled: %+v", name, st)
+		}
+	}
+}
+
+// TestVolumeTypesAndDefaultBackendThroughThePipeline configures
+// volume_types and default_backend on the real pipeline, over two tmpfs
+// file backends where the weigher alone would always choose big (80 GB of
+// virtual free space against small's 40), and checks where creates land.
+func TestVolumeTypesAndDefaultBackendThroughThePipeline(t *testing.T) {
+	small, smallDir := tmpfsBackend(t, "small", "2g")
+	big, bigDir := tmpfsBackend(t, "big", "4g")
+	p := pipetest.New(t, map[string]drivers.Driver{"small": small, "big": big}, events.VolumeRequested)
+	p.Env.VolumeTypes = map[string]string{"gold": "small", "silver": "big"}
+	p.Env.DefaultBackend = "small"
+	if err := p.Stats(time.Hour).Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	for _, c := range []struct {
+		name string
+		req  map[string]any
+		want string // backend, or the error code
+	}{
+		{"gold goes to small", map[string]any{"volume_type": "gold"}, "small"},
+		{"silver goes to big", map[string]any{"volume_type": "silver"}, "big"},
+		{"untyped goes to default_backend", map[string]any{}, "small"},
+		{"explicit backend wins", map[string]any{"volume_type": "gold", "backend": "big"}, "big"},
+		{"gold beyond small", map[string]any{"volume_type": "gold", "size_gb": 41}, functions.CodeNoValidBackend},
+		{"unknown type", map[string]any{"volume_type": "glod"}, functions.CodeInvalid},
+	} {
+		vol := uuid.NewString()
+		data := map[string]any{"volume_id": vol, "project_id": projA, "user_id": userA, "size_gb": 1}
+		for k, v := range c.req {
+			data[k] = v
+		}
+		r := p.Terminal(events.VolumeRequested, p.Emit(events.VolumeRequested, data))
+		got := r.Data.Host
+		if r.Data.Error != nil {
+			got = r.Data.Error.Code
+			t.Logf("%s: %s", c.name, r.Data.Error.Message)
+			if c.want == functions.CodeNoValidBackend && (!strings.Contains(r.Data.Error.Message, "small:") || strings.Contains(r.Data.Error.Message, "big")) {
+				t.Errorf("%s: the refusal should name small only: %s", c.name, r.Data.Error.Message)
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: %s on %q, want %q", c.name, r.Type, got, c.want)
+		}
+		for name, dir := range map[string]string{"small": smallDir, "big": bigDir} {
+			if _, err := os.Stat(filepath.Join(dir, "volume-"+vol)); (err == nil) != (name == c.want) {
+				t.Errorf("%s: volume file on %s: %v", c.name, name, err)
+			}
 		}
 	}
 }
