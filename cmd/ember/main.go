@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/Shopify/sarama"
 )
 
 // version is set with -ldflags "-X main.version=…"; otherwise the module's.
@@ -82,7 +84,13 @@ func newLogger(w io.Writer) *slog.Logger {
 	case "warn":
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	if level == slog.LevelDebug {
+		// The Kafka client's own account of joins, syncs, heartbeats and
+		// session ends: what a stalled consumer group needs to be read.
+		sarama.Logger = slog.NewLogLogger(h.WithAttrs([]slog.Attr{slog.String("component", "sarama")}), slog.LevelDebug)
+	}
+	return slog.New(h)
 }
 
 func getenv(k string) string { return os.Getenv(k) }
