@@ -124,6 +124,25 @@ func (r *rig) serve(env ...string) *proc {
 	return p
 }
 
+// exited reports whether the process has ended. The result goes back
+// into p.done for whoever waits next (kill, stop).
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or until the process exits.
+func (p *proc) sleep(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end) && !p.exited(); {
+		time.Sleep(min(20*time.Millisecond, time.Until(end)))
+	}
+}
+
 // kill sends SIGKILL and reaps the process.
 func (p *proc) kill() {
 	if p.cmd.ProcessState != nil {
@@ -297,11 +316,16 @@ func (w *workload) answer(q *wreq, at time.Time, phase, code string) {
 }
 
 // progressSince waits up to max for an answer after n answers; it reports
-// whether one came.
-func (w *workload) progressSince(n int64, max time.Duration) bool {
+// whether one came. It gives up early when a serving process exits.
+func (w *workload) progressSince(n int64, max time.Duration, serving ...*proc) bool {
 	for deadline := time.Now().Add(max); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if w.answers.Load() > n {
 			return true
+		}
+		for _, p := range serving {
+			if p.exited() {
+				return false
+			}
 		}
 	}
 	return false
