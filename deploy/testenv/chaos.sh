@@ -31,4 +31,10 @@ echo "chaos: $EMBER_CHAOS_KILLS kills, $EMBER_CHAOS_RESTARTS broker restarts, $E
 go test -race -count=1 -timeout 90m -v \
   -run '^(TestChaosCrashCampaign|TestBrokerRestart|TestRedisRestart|TestRebalance|TestLostLeaseDoesNotPublish)$' \
   ./cmd/ember ./router 2>&1 | tee "$work/chaos.log" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+.*RELIABILITY)'
-grep -q '^FAIL' "$work/chaos.log" && exit 1 || true
+# The crash campaign again with the replica as a static group member
+# (kafka.group_instance_id), restarted under the same id: the figures of
+# both memberships side by side (docs/RELIABILITY.md).
+echo "chaos: $EMBER_CHAOS_KILLS kills, static group membership" >&2
+EMBER_CHAOS_STATIC=1 go test -race -count=1 -timeout 60m -v -run '^TestChaosCrashCampaign$' ./cmd/ember 2>&1 \
+  | tee "$work/chaos-static.log" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+.*RELIABILITY)'
+grep -q '^FAIL' "$work/chaos.log" "$work/chaos-static.log" && exit 1 || true
