@@ -86,8 +86,11 @@ func (a *Audit) LastPeriod(now time.Time) (begin, end time.Time) {
 	return end.Add(-a.Period), end
 }
 
+// guardKey names a period by its length and beginning: after audit.period
+// changes (1h to 1d, say), an hourly period's marker must not pass for the
+// daily period that begins at the same instant.
 func (a *Audit) guardKey(begin time.Time) string {
-	return a.Prefix + ":{audit}:" + strconv.FormatInt(begin.Unix(), 10)
+	return a.Prefix + ":{audit}:" + strconv.FormatInt(int64(a.Period/time.Second), 10) + "s:" + strconv.FormatInt(begin.Unix(), 10)
 }
 
 // KEYS: guard. ARGV: owner, lease ms.

@@ -313,7 +313,7 @@ func TestAuditRunMakesUpMissedPeriods(t *testing.T) {
 		recs := []*recorder{{}, {}}
 		done := func() bool {
 			for _, h := range want {
-				if v, _ := rdb.Get(ctx, prefix+":{audit}:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "done" {
+				if v, _ := rdb.Get(ctx, prefix+":{audit}:3600s:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "done" {
 					return false
 				}
 			}
@@ -365,7 +365,7 @@ func TestAuditRunMakesUpMissedPeriods(t *testing.T) {
 	both := []string{early, late}
 	check(got, map[int][]string{17: both, 18: both, 19: both, 20: both, 21: both, 22: both})
 	for _, h := range []int{15, 16} {
-		if v, _ := rdb.Get(ctx, prefix+":{audit}:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "" {
+		if v, _ := rdb.Get(ctx, prefix+":{audit}:3600s:"+strconv.FormatInt(at(h, 0).Unix(), 10)).Result(); v != "" {
 			t.Errorf("%d:00 beyond the catch-up window is %q", h, v)
 		}
 	}
