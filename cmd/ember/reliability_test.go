@@ -84,6 +84,9 @@ func TestChaosCrashCampaign(t *testing.T) {
 	if len(rp.Errors) > 0 {
 		t.Errorf("error results under crashes: %v", rp.Errors)
 	}
+	if noProgress > 0 {
+		t.Errorf("%d of %d restarted processes answered nothing within 90 s while alive", noProgress, kills)
+	}
 }
 
 // TestBrokerRestart stops this test's own Kafka broker mid-stream for a
