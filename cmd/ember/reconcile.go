@@ -17,7 +17,7 @@ import (
 
 // cmdReconcile compares each configured backend's volume objects with the
 // registry (router/reconcile) and prints what does not match; --remove
-// deletes the orphans. Exit 0: clean; 1: orphans, missing or unknown
+// deletes the orphans. Exit 0: clean; 1: orphans, missing, unregistered or unknown
 // volumes remain, or the sweep failed; 2: usage.
 func cmdReconcile(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)

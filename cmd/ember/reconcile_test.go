@@ -22,11 +22,13 @@ import (
 )
 
 // TestReconcile runs `ember reconcile` against the real Redis and two real
-// file backends: a live volume, an orphan file, a file whose record is a
-// tombstone, a record whose file is missing, a file whose volume is locked
+// file backends: a live volume, a file without any record (unregistered),
+// a file whose record is a tombstone, a record whose file is missing, a file whose volume is locked
 // (a create under way), a migration's old copy, and a copy on b2 of a
 // volume that lives on b1. The report names each; --remove deletes the
-// orphans and nothing else; once the registry agrees, the sweep is clean.
+// orphans and nothing else (never an unregistered file); once the registry
+// agrees and the operator has dealt with the unregistered file, the sweep is
+// clean.
 func TestReconcile(t *testing.T) {
 	rdb := testenv.Redis(t)
 	redisURL := testenv.RedisURL(t)
@@ -105,7 +107,7 @@ backends:
 
 	// The report, twice: nothing is removed without --remove.
 	want := map[string]reconcile.Class{
-		"b1 " + live: reconcile.OK, "b1 " + orphan: reconcile.Orphan, "b1 " + tomb: reconcile.Orphan,
+		"b1 " + live: reconcile.OK, "b1 " + orphan: reconcile.Unregistered, "b1 " + tomb: reconcile.Orphan,
 		"b1 " + missing: reconcile.Missing, "b1 " + busy: reconcile.InFlight, "b1 " + moved: reconcile.OK,
 		"b2 " + moved: reconcile.Migrating, "b1 " + stray: reconcile.OK, "b2 " + stray: reconcile.Orphan,
 	}
@@ -121,7 +123,7 @@ backends:
 		}
 	}
 	if !strings.Contains(out, "reconcile: not clean: 2 backends (0 failed to list), 9 volumes:") ||
-		!strings.Contains(out, " orphan=3 ") || !strings.Contains(out, " missing=1 ") || !strings.Contains(out, "removed=0") {
+		!strings.Contains(out, " orphan=2 ") || !strings.Contains(out, " unregistered=1") || !strings.Contains(out, " missing=1 ") || !strings.Contains(out, "removed=0") {
 		t.Errorf("report summary:\n%s", out)
 	}
 	if plain, _ := runReconcile(t, "--config", cfg); strings.Contains(plain, live) || !strings.Contains(plain, orphan) {
@@ -139,7 +141,7 @@ backends:
 
 	// --remove deletes exactly the orphans; missing and in-flight remain.
 	rep = reconcileJSON(t, 1, "--config", cfg, "--json", "--remove")
-	if rep.Removed != 3 || rep.Counts[reconcile.Missing] != 1 || rep.Counts[reconcile.InFlight] != 1 {
+	if rep.Removed != 2 || rep.Counts[reconcile.Unregistered] != 1 || rep.Counts[reconcile.Missing] != 1 || rep.Counts[reconcile.InFlight] != 1 {
 		t.Fatalf("--remove: %+v", rep)
 	}
 	for _, f := range rep.Findings {
@@ -147,14 +149,14 @@ backends:
 			t.Errorf("--remove: %+v", f)
 		}
 	}
-	for dir, ids := range map[string][]string{dir1: {live, busy, moved, stray}, dir2: {moved}} {
+	for dir, ids := range map[string][]string{dir1: {live, orphan, busy, moved, stray}, dir2: {moved}} {
 		for _, id := range ids {
 			if !exists(dir, id) {
 				t.Errorf("%s removed from %s", id, dir)
 			}
 		}
 	}
-	for dir, ids := range map[string][]string{dir1: {orphan, tomb}, dir2: {stray}} {
+	for dir, ids := range map[string][]string{dir1: {tomb}, dir2: {stray}} {
 		for _, id := range ids {
 			if exists(dir, id) {
 				t.Errorf("orphan %s still in %s", id, dir)
@@ -165,7 +167,7 @@ backends:
 		t.Errorf("the in-flight volume's lock: held=%v %v", held, err)
 	}
 	// The sweep released every lock it took.
-	for _, id := range []string{orphan, tomb, stray} {
+	for _, id := range []string{tomb, stray} {
 		if held, _ := guard.Held(ctx, id); held {
 			t.Errorf("reconcile left %s locked", id)
 		}
@@ -177,6 +179,13 @@ backends:
 		t.Fatal(err)
 	}
 	record(functions.Volume{ID: missing, Backend: "b1", Status: functions.StatusDeleted})
+	if out, code := runReconcile(t, "--config", cfg); code != 1 || !strings.Contains(out, orphan+"\tunregistered\t") {
+		t.Fatalf("an unregistered file keeps the sweep unclean: exit %d\n%s", code, out)
+	}
+	// The operator finds the file is no volume of theirs and removes it.
+	if err := os.Remove(filepath.Join(dir1, "volume-"+orphan)); err != nil {
+		t.Fatal(err)
+	}
 	out, code = runReconcile(t, "--config", cfg)
 	if code != 0 || !strings.Contains(out, "reconcile: clean:") || strings.Contains(out, "orphan") {
 		t.Fatalf("after the fixes: exit %d\n%s", code, out)

@@ -92,6 +92,9 @@ func (rt *runtime) setupTimers(rcfg router.Config, env *functions.Env, sched *sc
 	out := timers.Output{Pub: pub, TopicPrefix: rcfg.TopicPrefix, Mode: rcfg.OutputMode}
 	rt.timers.stats = &timers.Stats{Sched: sched, Backends: env.Backends, Out: out, RDB: rt.rdb, Prefix: rt.cfg.Redis.KeyPrefix,
 		Interval: rt.cfg.Scheduler.StatsInterval, Log: rt.log}
+	// A backend without stats (Redis restarted empty) gets a round of its
+	// own at the first create that needs it, not at the next tick.
+	sched.OnMissingStats(rt.timers.stats.Backend)
 	rt.timers.audit = &timers.Audit{RDB: rt.rdb, Out: out, Prefix: rt.cfg.Redis.KeyPrefix, Period: rt.cfg.Audit.Period, Log: rt.log}
 	ctx, cancel := context.WithTimeout(context.Background(), rt.cfg.Scheduler.StatsInterval)
 	defer cancel()

@@ -60,8 +60,20 @@ type Config struct {
 
 // Scheduler implements functions.Scheduler on Redis.
 type Scheduler struct {
-	rdb redis.UniversalClient
-	cfg Config
+	rdb     redis.UniversalClient
+	cfg     Config
+	refresh func(ctx context.Context, backend string) error
+}
+
+// OnMissingStats sets how the scheduler takes a backend's stats itself when
+// it finds none in Redis (a Redis that restarted empty, a backend just
+// added): router/timers' Stats.Backend, which stores them as a stats round
+// does. Without it, or while the refresh brings nothing, such a backend is
+// dropped; when every candidate lacks stats the create is retried (a
+// transient error) rather than refused: nothing says the volume cannot fit.
+// Set it before the first Pick.
+func (s *Scheduler) OnMissingStats(refresh func(ctx context.Context, backend string) error) {
+	s.refresh = refresh
 }
 
 var _ functions.Scheduler = (*Scheduler)(nil)
@@ -300,9 +312,13 @@ func (s *Scheduler) Pick(ctx context.Context, p functions.Placement) (string, er
 		return "", &functions.Failure{Code: functions.CodeNoValidBackend, Message: "no candidate backends"}
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		best, why, err := s.choose(ctx, p)
+		best, why, unknown, err := s.choose(ctx, p)
 		if err != nil {
 			return "", err
+		}
+		if best == nil && unknown {
+			return "", drivers.Errorf(drivers.KindUnavailable, "scheduler", "no capacity stats yet for any of %s",
+				strings.Join(p.Candidates, ", "))
 		}
 		if best == nil {
 			return "", &functions.Failure{Code: functions.CodeNoValidBackend,
@@ -340,20 +356,30 @@ func (s *Scheduler) Pick(ctx context.Context, p functions.Placement) (string, er
 }
 
 // choose reads every candidate and returns the best that fits, or why
-// each one was dropped.
-func (s *Scheduler) choose(ctx context.Context, p functions.Placement) (*View, []string, error) {
+// each one was dropped; unknown reports that every candidate was dropped
+// for want of stats.
+func (s *Scheduler) choose(ctx context.Context, p functions.Placement) (best *View, why []string, unknown bool, err error) {
 	cands := append([]string(nil), p.Candidates...)
 	sort.Strings(cands)
 	var fit []View
-	var why []string
+	missing := 0
 	for _, name := range cands {
 		v, err := s.Read(ctx, name, p.VolumeID)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
+		}
+		note := ""
+		if v.Stats == nil && s.refresh != nil {
+			if rerr := s.refresh(ctx, name); rerr != nil {
+				note = " (" + rerr.Error() + ")"
+			} else if v, err = s.Read(ctx, name, p.VolumeID); err != nil {
+				return nil, nil, false, err
+			}
 		}
 		switch {
 		case v.Stats == nil:
-			why = append(why, name+": no capacity stats yet")
+			missing++
+			why = append(why, name+": no capacity stats yet"+note)
 		case v.Age > s.cfg.StaleAfter:
 			why = append(why, fmt.Sprintf("%s: stats are stale (taken %s ago, stale after %s)", name,
 				v.Age.Truncate(time.Second), s.cfg.StaleAfter))
@@ -366,11 +392,11 @@ func (s *Scheduler) choose(ctx context.Context, p functions.Placement) (*View, [
 		}
 	}
 	if len(fit) == 0 {
-		return nil, why, nil
+		return nil, why, missing == len(cands), nil
 	}
 	// Most virtual free space first; ties go to the first name.
 	sort.SliceStable(fit, func(i, j int) bool { return Weight(fit[i]) > Weight(fit[j]) })
-	return &fit[0], nil, nil
+	return &fit[0], nil, false, nil
 }
 
 // Forget drops a volume's placement and claim (for a create that was

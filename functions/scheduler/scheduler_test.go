@@ -257,3 +257,49 @@ func TestConcurrentPicksSpread(t *testing.T) {
 		t.Fatalf("placements %v, want %v", count, want)
 	}
 }
+
+// After a Redis that restarted empty no backend has stats: the scheduler
+// takes them itself (as a stats round would) and places the create; while
+// none can be had, the create is retried (a transient error), never
+// refused as if nothing could hold it.
+func TestMissingStatsAreTakenOrRetried(t *testing.T) {
+	s := newSched(t)
+	var asked []string
+	s.OnMissingStats(func(ctx context.Context, backend string) error {
+		asked = append(asked, backend)
+		if backend == "down" {
+			return drivers.Errorf(drivers.KindUnavailable, "stats down", "host unreachable")
+		}
+		at, err := s.Clock(ctx, backend)
+		if err != nil {
+			return err
+		}
+		_, err = s.StoreStats(ctx, backend, thick(100, 50), at)
+		return err
+	})
+	if b, err := pick(t, s, 10, "up"); err != nil || b != "up" {
+		t.Fatalf("pick with stats taken on the spot: %q %v", b, err)
+	}
+	if b, err := pick(t, s, 10, "up"); err != nil || b != "up" || len(asked) != 1 {
+		t.Fatalf("second pick %q %v: stats taken again (%v)", b, err, asked)
+	}
+
+	// Nobody can tell: transient, retried.
+	_, err := pick(t, s, 10, "down")
+	var f *functions.Failure
+	if err == nil || errors.As(err, &f) || !functions.Retryable(err) || !strings.Contains(err.Error(), "no capacity stats yet") {
+		t.Fatalf("no stats anywhere: want a retryable error, got %v", err)
+	}
+	// One backend that is known not to fit is a real answer: refused.
+	store(t, s, "full", thick(100, 1))
+	msg := noValid(t, func() error { _, err := pick(t, s, 10, "down", "full"); return err }())
+	if !strings.Contains(msg, "down: no capacity stats yet (stats down: host unreachable)") || !strings.Contains(msg, "full: free 1 GB") {
+		t.Fatalf("message %q", msg)
+	}
+
+	// Without a refresh, as before: no stats, no placement, retried.
+	plain := newSched(t)
+	if _, err := pick(t, plain, 10, "nothing"); !functions.Retryable(err) {
+		t.Fatalf("no stats, no refresh: want retryable, got %v", err)
+	}
+}

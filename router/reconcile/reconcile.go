@@ -10,6 +10,8 @@
 //   - Nothing listed is removed unless it is an orphan both in the sweep and
 //     in the record re-read under the volume's lock (Guard.Lock), taken with
 //     the sweep's own owner; a volume whose lock is held is skipped.
+//   - An object with no record at all is unregistered, never an orphan:
+//     after a Redis that lost its data every live volume looks like that.
 //   - A listing error makes no finding: an object that is not listed is
 //     never acted on, and "missing" (a record without its object) is only
 //     ever reported.
@@ -42,9 +44,18 @@ type Class string
 const (
 	// OK: the object belongs to a record on this backend.
 	OK Class = "ok"
-	// Orphan: no record, a tombstone, or a record on another backend that
-	// is not migrating away from this one.
+	// Orphan: a tombstone, a record on another backend that is not
+	// migrating away from this one, or a create that failed before it was
+	// placed. What --remove deletes.
 	Orphan Class = "orphan"
+	// Unregistered: no record at all. Ember writes a volume's record when
+	// its first create completes and never deletes it (a delete leaves a
+	// tombstone), so this is an object Ember did not make (a Cinder volume
+	// on a shared volume group), a create still between its driver call and
+	// its commit, or a volume whose record was lost with Redis (a Redis
+	// without persistence restarted empty: every live volume is then here).
+	// Reported, never removed: only an operator can tell which.
+	Unregistered Class = "unregistered"
 	// InFlight: the volume's lock is held; an operation is under way.
 	InFlight Class = "in_flight"
 	// Migrating: a migration moved the volume away from this backend; its
@@ -91,7 +102,7 @@ type Report struct {
 }
 
 // Clean reports whether nothing needs an operator: no orphan left, nothing
-// missing or unknown, no error.
+// missing, unregistered or unknown, no error.
 func (r Report) Clean() bool {
 	for _, b := range r.Backends {
 		if b.Error != "" {
@@ -99,7 +110,7 @@ func (r Report) Clean() bool {
 		}
 	}
 	for _, f := range r.Findings {
-		if f.Error != "" || f.Class == Missing || f.Class == Unknown || (f.Class == Orphan && !f.Removed) {
+		if f.Error != "" || f.Class == Missing || f.Class == Unknown || f.Class == Unregistered || (f.Class == Orphan && !f.Removed) {
 			return false
 		}
 	}
@@ -272,7 +283,7 @@ func decode(raw []byte) (*functions.Volume, error) {
 func (s *sweep) classify(ctx context.Context, backend string, v *functions.Volume) (Class, string) {
 	switch {
 	case v == nil:
-		return Orphan, "no registry record"
+		return Unregistered, "no registry record: not made by Ember, a create under way, or a record lost with Redis; never removed"
 	case v.Tombstoned():
 		return Orphan, "the record is a tombstone (deleted at " + v.DeletedAt + ")"
 	case v.Backend == backend:

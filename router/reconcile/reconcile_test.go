@@ -166,11 +166,15 @@ func TestSharedStorageAndUnknowns(t *testing.T) {
 // removed. A listing that fails makes no finding and the report unclean.
 func TestRemovalRechecksUnderTheLock(t *testing.T) {
 	e := newEnv(t)
-	late, gone, missing := uuid.NewString(), uuid.NewString(), uuid.NewString()
-	a := newFake("a", late, gone)
+	late, gone, missing, unregistered := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	a, c := newFake("a", late, gone, unregistered), newFake("c")
 	e.record(functions.Volume{ID: missing, Backend: "a", Status: functions.StatusAvailable})
+	e.record(functions.Volume{ID: gone, Backend: "a", Status: functions.StatusDeleted, DeletedAt: "2026-01-02T03:04:05.000000"})
+	// late's record says c: its copy on a is an orphan when classified.
+	e.record(functions.Volume{ID: late, Backend: "c", Status: functions.StatusAvailable})
 	// The second listing (the missing check) comes after the orphans were
-	// classified and before they are removed: the create of late completes.
+	// classified and before they are removed: late's migration to a
+	// completes, and its record now names a.
 	a.onList = func(n int) {
 		if n == 2 {
 			e.record(functions.Volume{ID: late, Backend: "a", Status: functions.StatusAvailable})
@@ -178,7 +182,7 @@ func TestRemovalRechecksUnderTheLock(t *testing.T) {
 	}
 	broken := newFake("b")
 	broken.listErr = drivers.Errorf(drivers.KindUnavailable, "list", "share gone")
-	rep, err := Reconcile(context.Background(), e.guard, map[string]drivers.Driver{"a": a, "b": broken}, Options{Remove: true})
+	rep, err := Reconcile(context.Background(), e.guard, map[string]drivers.Driver{"a": a, "b": broken, "c": c}, Options{Remove: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +191,10 @@ func TestRemovalRechecksUnderTheLock(t *testing.T) {
 	}
 	if f := find(t, rep, "a", gone); f.Class != Orphan || !f.Removed {
 		t.Errorf("orphan: %+v", f)
+	}
+	// No record at all (Redis lost it, or Ember never made it): kept.
+	if f := find(t, rep, "a", unregistered); f.Class != Unregistered || f.Removed {
+		t.Errorf("unregistered: %+v", f)
 	}
 	if f := find(t, rep, "a", missing); f.Class != Missing {
 		t.Errorf("missing: %+v", f)
