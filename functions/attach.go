@@ -60,7 +60,7 @@ func (f *DetachVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	began := f.env.now()
 	v := r.Volume
 	if v == nil || v.Tombstoned() {
-		return f.end(r, f.subject(r), began, StatusAvailable, nil), nil
+		return f.gone(r, began, StatusAvailable), nil
 	}
 	if err := ownedBy(v, p.ProjectID); err != nil {
 		return f.Fail(r, err), nil

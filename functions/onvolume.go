@@ -45,6 +45,16 @@ func (o *onVolume) end(r *Request, v *Volume, began time.Time, status string, ex
 		Source: o.source(v), Time: o.env.now(), Data: d}}}
 }
 
+// gone answers <op>.end for a request on a volume that is not there (no
+// record, or a tombstone): undoing what does not exist is success. The
+// registry stays as it was: a record written here would be a volume that
+// never existed, with no backend and no status.
+func (o *onVolume) gone(r *Request, began time.Time, status string) Outcome {
+	out := o.end(r, o.subject(r), began, status, nil)
+	out.Volume = nil
+	return out
+}
+
 // Fail answers <op>.error. A refusal (a *Failure, invalid input, nothing
 // there) leaves the registry as it was; a driver failure records o.failed
 // when the operation has a failure status (Cinder's error_extending…). A

@@ -84,7 +84,7 @@ func (f *DeleteSnapshot) Run(ctx context.Context, r *Request) (Outcome, error) {
 	began := f.env.now()
 	v := r.Volume
 	if v == nil || v.Tombstoned() {
-		return f.end(r, f.subject(r), began, StatusSnapshotDeleted, nil), nil
+		return f.gone(r, began, StatusSnapshotDeleted), nil
 	}
 	if err := ownedBy(v, p.ProjectID); err != nil {
 		return f.Fail(r, err), nil

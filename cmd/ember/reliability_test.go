@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,6 +168,17 @@ func TestRedisRestart(t *testing.T) {
 				if len(rp.Errors) > 0 {
 					t.Errorf("error results: %v", rp.Errors)
 				}
+				return
+			}
+			// What Redis forgot, the operator's sweep recovers: a volume
+			// deleted after the wipe left a tombstone and its files, which
+			// `ember reconcile --remove` deletes; a live volume whose record
+			// was lost is unregistered, kept.
+			out, code := runReconcile(t, "--config", r.cfgPath, "--remove")
+			after := r.verify(w)
+			logReport(t, "redis-restart-no-persistence-after-reconcile", after, "")
+			if after.LeftAfterDelete != 0 || after.Unrequested != 0 || (rp.LeftAfterDelete > 0 && !strings.Contains(out, "; removed")) {
+				t.Errorf("ember reconcile --remove (exit %d) left deleted volumes' files: %s\n%s", code, after, out)
 			}
 		})
 	}
