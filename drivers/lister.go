@@ -18,6 +18,16 @@ type Lister interface {
 	ListVolumes(ctx context.Context) ([]string, error)
 }
 
+// Purger is an optional interface of a Driver, for the reconcile sweep's
+// removals: it deletes a volume together with its snapshots. DeleteVolume
+// refuses a volume that has snapshots (as Cinder does), but an orphan's
+// snapshots are orphans too, and the record that listed them may be gone
+// (a Redis that lost its data). Nothing but `ember reconcile --remove`, on
+// a volume whose record is a tombstone or elsewhere, calls it.
+type Purger interface {
+	PurgeVolume(ctx context.Context, v Volume) error
+}
+
 // VolumeID is VolumeName's inverse: the id of an object named exactly
 // volume-<canonical id>; ok is false for every other name.
 func VolumeID(name string) (id string, ok bool) {

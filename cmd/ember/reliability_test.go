@@ -180,6 +180,10 @@ func TestRedisRestart(t *testing.T) {
 			if after.LeftAfterDelete != 0 || after.Unrequested != 0 || (rp.LeftAfterDelete > 0 && !strings.Contains(out, "; removed")) {
 				t.Errorf("ember reconcile --remove (exit %d) left deleted volumes' files: %s\n%s", code, after, out)
 			}
+			// What is left is the live volumes Redis forgot: kept, and named.
+			if after.Orphans > 0 && !strings.Contains(out, "\tunregistered\t") {
+				t.Errorf("files without a record, but reconcile named none unregistered:\n%s", out)
+			}
 		})
 	}
 }

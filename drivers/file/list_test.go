@@ -56,3 +56,40 @@ func TestListVolumes(t *testing.T) {
 		t.Fatalf("after a delete: %q %v", ids, err)
 	}
 }
+
+// PurgeVolume (reconcile's removal of an orphan) takes the volume with its
+// snapshot overlays and .info, where DeleteVolume refuses; it leaves other
+// volumes alone, and gone is success.
+func TestPurgeVolumeTakesItsSnapshots(t *testing.T) {
+	const other = "7d1f3e2a-4b5c-4d6e-8f90-a1b2c3d4e5f6"
+	const sid = "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+	d, dir := open(t, "qcow2")
+	ctx := context.Background()
+	for _, id := range []string{vid, other} {
+		if _, err := d.CreateVolume(ctx, drivers.Volume{ID: id, SizeGB: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.CreateSnapshot(ctx, drivers.Snapshot{ID: sid, VolumeID: vid, VolumeSizeGB: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteVolume(ctx, drivers.Volume{ID: vid}); !drivers.IsKind(err, drivers.KindBusy) {
+		t.Fatalf("DeleteVolume with a snapshot: %v, want volume_busy", err)
+	}
+	p, ok := any(d).(drivers.Purger)
+	if !ok {
+		t.Fatal("the file driver is no drivers.Purger")
+	}
+	for i := 0; i < 2; i++ { // the second time it is gone: success
+		if err := p.PurgeVolume(ctx, drivers.Volume{ID: vid}); err != nil {
+			t.Fatalf("purge %d: %v", i+1, err)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "volume-"+vid+"*"))
+	if len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "volume-"+other)); err != nil {
+		t.Fatalf("another volume went too: %v", err)
+	}
+}

@@ -96,9 +96,24 @@ func (d *Driver) DeleteVolume(ctx context.Context, vol drivers.Volume) error {
 	if info.snapshots() {
 		return drivers.Errorf(drivers.KindBusy, "delete "+v.name, "the volume has snapshots; delete them first")
 	}
-	// The base goes last: while it exists, a retry finds the volume and
-	// sweeps again.
-	_, err = d.cmd(ctx, "delete "+v.name, "find", v.dir, "-maxdepth", "1", "-name", v.name+".*", "-delete")
+	return d.removeAll(ctx, v)
+}
+
+// PurgeVolume removes volume-<id> with its snapshot overlays, .info and
+// leftovers (drivers.Purger: reconcile's removal of an orphan). Gone is
+// success.
+func (d *Driver) PurgeVolume(ctx context.Context, vol drivers.Volume) error {
+	v, found, err := d.locate(ctx, vol.ID, vol.ProviderLocation)
+	if err != nil || !found {
+		return err
+	}
+	return d.removeAll(ctx, v)
+}
+
+// removeAll deletes every file of v. The base goes last: while it exists, a
+// retry finds the volume and sweeps again.
+func (d *Driver) removeAll(ctx context.Context, v volume) error {
+	_, err := d.cmd(ctx, "delete "+v.name, "find", v.dir, "-maxdepth", "1", "-name", v.name+".*", "-delete")
 	if err != nil {
 		return err
 	}

@@ -418,7 +418,14 @@ func (s *sweep) remove(ctx context.Context, f *Finding) {
 		return
 	}
 	lctx, stop := s.g.KeepLease(ctx, f.VolumeID, c.Lock, c.At)
-	err = s.backends[f.Backend].DeleteVolume(lctx, drivers.Volume{ID: f.VolumeID})
+	// An orphan goes with its snapshots where the driver can do that
+	// (drivers.Purger); DeleteVolume refuses a volume that has some.
+	d := s.backends[f.Backend]
+	if p, ok := d.(drivers.Purger); ok {
+		err = p.PurgeVolume(lctx, drivers.Volume{ID: f.VolumeID})
+	} else {
+		err = d.DeleteVolume(lctx, drivers.Volume{ID: f.VolumeID})
+	}
 	lost := stop()
 	switch {
 	case err != nil && lost:
