@@ -118,7 +118,7 @@ func (c *Config) SaramaConfig() *sarama.Config {
 	if c.GroupInstanceID != "" {
 		// Static membership: a restarted replica rejoins as itself, and
 		// the group does not wait out the dead member's rebalance timeout
-		// (docs/RELIABILITY.md, finding 2). A static member does not leave
+		// (docs/RELIABILITY.md, finding 3: median 1.0 s against 10.3 s to recover from a SIGKILL). A static member does not leave
 		// its groups on shutdown: its partitions wait for it for the
 		// session timeout.
 		sc.Consumer.Group.InstanceId = c.GroupInstanceID
