@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -84,12 +82,12 @@ func TestISCSIAttachThroughPipeline(t *testing.T) {
 	url := ci.url(ci.User, pass)
 
 	// The initiator reads the volume.
-	out, err := initiatorTool(t, "iscsi-readcapacity16", url)
+	out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url)
 	if err != nil || !strings.Contains(out, "Total size:"+strconv.FormatInt(drivers.GiB, 10)) {
 		t.Fatalf("iscsi-readcapacity16: %v\n%s", err, out)
 	}
 	// Discovery (SendTargets) needs no CHAP here; the login does.
-	out, err = initiatorTool(t, "iscsi-ls", "iscsi://"+ci.Portal)
+	out, err = tgttest.Initiator(t, "iscsi-ls", "iscsi://"+ci.Portal)
 	if err != nil || !strings.Contains(out, "Target:"+iqn+" Portal:"+ci.Portal) {
 		t.Fatalf("iscsi-ls does not list %s: %v\n%s", iqn, err, out)
 	}
@@ -101,7 +99,7 @@ func TestISCSIAttachThroughPipeline(t *testing.T) {
 
 	// Wrong or no password is refused.
 	for _, u := range []string{ci.url(ci.User, "WRONGPASSWORDWRONG"), ci.url("", "")} {
-		out, err := initiatorTool(t, "iscsi-readcapacity16", u)
+		out, err := tgttest.Initiator(t, "iscsi-readcapacity16", u)
 		if err == nil || !strings.Contains(out, "Authentication failure") {
 			t.Errorf("login to %s: err %v, want an authentication failure\n%s", strings.Replace(u, pass, "…", 1), err, out)
 		}
@@ -125,7 +123,7 @@ func TestISCSIAttachThroughPipeline(t *testing.T) {
 	if ends[1].ID != ends[0].ID || string(ends[1].Value) != string(ends[0].Value) {
 		t.Fatalf("redelivered attach answered %s %s, want the first answer %s %s", ends[1].ID, ends[1].Value, ends[0].ID, ends[0].Value)
 	}
-	if out, err := initiatorTool(t, "iscsi-readcapacity16", url); err != nil {
+	if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err != nil {
 		t.Fatalf("the credentials stopped working after the second attach: %v\n%s", err, out)
 	}
 
@@ -136,7 +134,7 @@ func TestISCSIAttachThroughPipeline(t *testing.T) {
 		t.Fatalf("registry after detach: %+v", rec)
 	}
 	for _, mode := range []string{"target", "account"} {
-		out := storageTool(t, nil, "tgtadm", "-C", strconv.Itoa(tgtd.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
+		out := tgtd.Show(t, mode)
 		if strings.Contains(string(out), iqn) || strings.Contains(string(out), ci.User) {
 			t.Errorf("tgtadm show %s after detach still lists the target or its account:\n%s", mode, out)
 		}
@@ -144,14 +142,14 @@ func TestISCSIAttachThroughPipeline(t *testing.T) {
 	// iscsi-ls exits 10 with this message when the portal has no
 	// target at all (libiscsi 1.19, seen here); tgtadm above shows
 	// tgtd still answers.
-	out, err = initiatorTool(t, "iscsi-ls", "iscsi://"+ci.Portal)
+	out, err = tgttest.Initiator(t, "iscsi-ls", "iscsi://"+ci.Portal)
 	if strings.Contains(out, "Target:") || err != nil && !strings.Contains(out, "Can not reconnect right now") {
 		t.Errorf("iscsi-ls after detach: %v, want no target\n%s", err, out)
 	}
 	if _, err := os.Stat(targetFile); !os.IsNotExist(err) {
 		t.Errorf("target file after detach: %v, want it removed", err)
 	}
-	if out, err := initiatorTool(t, "iscsi-readcapacity16", url); err == nil {
+	if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err == nil {
 		t.Errorf("the initiator still logs in after detach:\n%s", out)
 	}
 	if _, err := os.Stat(volFile); err != nil {
@@ -235,20 +233,7 @@ func (c iscsiConnection) password(t *testing.T, priv string) string {
 // url is libiscsi's and qemu's address of the LUN, with CHAP credentials
 // unless user is empty.
 func (c iscsiConnection) url(user, pass string) string {
-	auth := ""
-	if user != "" {
-		auth = user + "%" + pass + "@"
-	}
-	return "iscsi://" + auth + c.Portal + "/" + c.IQN + "/" + strconv.Itoa(c.LUN)
-}
-
-// initiatorTool runs a libiscsi client and returns what it printed.
-func initiatorTool(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	return string(out), err
+	return tgttest.LUNURL(c.Portal, c.IQN, c.LUN, user, pass)
 }
 
 // redisDump is every value under the stack's key prefix, as text. JSON

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/ember-storage/ember/drivers"
 	"github.com/ember-storage/ember/drivers/tgt"
+
+	"github.com/ember-storage/ember/drivers/tgt/tgttest"
 )
 
 // Attach through the real tgtd that TestMain started, read from the
@@ -43,31 +44,8 @@ func openAttach(t *testing.T, format string) (*Driver, string) {
 	return d.(*Driver), dir
 }
 
-func initiator(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	return string(out), err
-}
-
-// tgtadmShow is what tgtd itself says, read without the code under test.
-func tgtadmShow(t *testing.T, mode string) string {
-	t.Helper()
-	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
-	if err != nil {
-		t.Fatalf("tgtadm show %s: %v\n%s", mode, err, out)
-	}
-	return out
-}
-
 func lunURL(info drivers.ConnectionInfo, user, pass string) string {
-	auth := ""
-	if user != "" {
-		auth = user + "%" + pass + "@"
-	}
-	return "iscsi://" + auth + info.Data["target_portal"].(string) + "/" + info.Data["target_iqn"].(string) + "/" +
-		strconv.Itoa(info.Data["target_lun"].(int))
+	return tgttest.LUNURL(info.Data["target_portal"].(string), info.Data["target_iqn"].(string), info.Data["target_lun"].(int), user, pass)
 }
 
 // credentials checks the CHAP part of info and opens the sealed password.
@@ -125,7 +103,7 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 		t.Fatalf("connection_info %+v", info)
 	}
 	user, pass := credentials(t, info, priv)
-	if !strings.Contains(tgtadmShow(t, "target"), "Backing store path: "+volFile+"\n") {
+	if !strings.Contains(tgtd.Show(t, "target"), "Backing store path: "+volFile+"\n") {
 		t.Fatalf("tgtd does not serve %s", volFile)
 	}
 	targetFile := filepath.Join(dir, "targets", "volume-"+vid)
@@ -135,26 +113,26 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 	url := lunURL(info, user, pass)
 
 	t.Run("initiator reads the volume", func(t *testing.T) {
-		out, err := initiator(t, "iscsi-readcapacity16", url)
+		out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url)
 		if err != nil || !strings.Contains(out, "Total size:"+strconv.FormatInt(drivers.GiB, 10)) {
 			t.Fatalf("iscsi-readcapacity16: %v\n%s", err, out)
 		}
 		// The whole LUN, copied out by qemu's iSCSI client, is the file:
 		// the markers at their offsets, holes as zeros, nothing more.
 		got := filepath.Join(t.TempDir(), "read.raw")
-		if out, err := initiator(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, got); err != nil {
+		if out, err := tgttest.Initiator(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, got); err != nil {
 			t.Fatalf("qemu-img convert: %v\n%s", err, out)
 		}
 		if st, err := os.Stat(got); err != nil || st.Size() != drivers.GiB {
 			t.Fatalf("copy of the LUN: %v %v, want %d bytes", st, err, drivers.GiB)
 		}
-		if out, err := initiator(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", volFile, got); err != nil {
+		if out, err := tgttest.Initiator(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", volFile, got); err != nil {
 			t.Fatalf("qemu-img compare of the volume file and the LUN's bytes: %v\n%s", err, out)
 		}
 	})
 
 	t.Run("initiator writes land in the file", func(t *testing.T) {
-		if out, err := initiator(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 7M 64k", url); err != nil {
+		if out, err := tgttest.Initiator(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 7M 64k", url); err != nil {
 			t.Fatalf("qemu-io write: %v\n%s", err, out)
 		}
 		f, err := os.Open(volFile)
@@ -173,7 +151,7 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 
 	t.Run("wrong or no password is refused", func(t *testing.T) {
 		for _, u := range []string{lunURL(info, user, "WRONGPASSWORDWRONG"), lunURL(info, "", "")} {
-			out, err := initiator(t, "iscsi-readcapacity16", u)
+			out, err := tgttest.Initiator(t, "iscsi-readcapacity16", u)
 			if err == nil || !strings.Contains(out, "Authentication failure") {
 				t.Errorf("login to %s: err %v, want an authentication failure\n%s", strings.Replace(u, pass, "…", 1), err, out)
 			}
@@ -193,7 +171,7 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 		if again.Data["target_iqn"] != iqn || u2 != user || p2 != pass {
 			t.Fatalf("second attach got %v / %s, want the first target and credentials", again.Data, u2)
 		}
-		if out, err := initiator(t, "iscsi-readcapacity16", url); err != nil {
+		if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err != nil {
 			t.Fatalf("first credentials stopped working: %v\n%s", err, out)
 		}
 	})
@@ -202,16 +180,16 @@ func TestAttachRawVolumeOverISCSI(t *testing.T) {
 		if err := d.TerminateConnection(ctx, v, attachA, conn); err != nil {
 			t.Fatalf("TerminateConnection: %v", err)
 		}
-		if strings.Contains(tgtadmShow(t, "target"), iqn) {
+		if strings.Contains(tgtd.Show(t, "target"), iqn) {
 			t.Errorf("tgtadm still lists %s", iqn)
 		}
-		if strings.Contains(tgtadmShow(t, "account"), user) {
+		if strings.Contains(tgtd.Show(t, "account"), user) {
 			t.Errorf("tgtd still has account %s", user)
 		}
 		if _, err := os.Stat(targetFile); !os.IsNotExist(err) {
 			t.Errorf("target file still there: %v", err)
 		}
-		if out, err := initiator(t, "iscsi-readcapacity16", url); err == nil {
+		if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err == nil {
 			t.Errorf("initiator still logs in after TerminateConnection:\n%s", out)
 		}
 		if err := d.TerminateConnection(ctx, v, attachA, conn); err != nil {
@@ -249,7 +227,7 @@ func TestAttachSnapshottedVolumeIsLocalQcow2(t *testing.T) {
 			t.Errorf("data[%s] = %v, want %v", k, info.Data[k], w)
 		}
 	}
-	if strings.Contains(tgtadmShow(t, "target"), vid) {
+	if strings.Contains(tgtd.Show(t, "target"), vid) {
 		t.Error("a target was made for a qcow2 volume")
 	}
 	if err := d.TerminateConnection(ctx, v, attachA, drivers.Connector{}); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ember-storage/ember/drivers"
+
+	"github.com/ember-storage/ember/drivers/tgt/tgttest"
 )
 
 // These tests run against the real tgtd that TestMain started, and read the
@@ -51,30 +52,7 @@ func volumeFile(t *testing.T) (string, []byte) {
 }
 
 func lunURL(e Export, user, pass string) string {
-	auth := ""
-	if user != "" {
-		auth = user + "%" + pass + "@"
-	}
-	return "iscsi://" + auth + e.Portal + "/" + e.IQN + "/" + strconv.Itoa(e.LUN)
-}
-
-// initiator runs a libiscsi or qemu client and returns what it printed.
-func initiator(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	return string(out), err
-}
-
-// tgtadmShow is what tgtd itself says, read without the code under test.
-func tgtadmShow(t *testing.T, mode string) string {
-	t.Helper()
-	out, err := initiator(t, "tgtadm", "-C", strconv.Itoa(tgtd.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
-	if err != nil {
-		t.Fatalf("tgtadm show %s: %v\n%s", mode, err, out)
-	}
-	return out
+	return tgttest.LUNURL(e.Portal, e.IQN, e.LUN, user, pass)
 }
 
 func TestExportCHAPServesTheVolume(t *testing.T) {
@@ -92,7 +70,7 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 	if e.IQN != wantIQN || e.Portal != tgtd.Portal || e.LUN != 1 || e.AuthMethod != "CHAP" || e.CHAP == nil || *e.CHAP != chap {
 		t.Fatalf("Export = %#v, want %s on %s LUN 1 with CHAP %s", e, wantIQN, tgtd.Portal, chap.Username)
 	}
-	if !strings.Contains(tgtadmShow(t, "target"), "Target "+strconv.Itoa(e.TID)+": "+wantIQN) {
+	if !strings.Contains(tgtd.Show(t, "target"), "Target "+strconv.Itoa(e.TID)+": "+wantIQN) {
 		t.Fatalf("tgtadm does not list %s as tid %d", wantIQN, e.TID)
 	}
 
@@ -115,12 +93,12 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 
 	url := lunURL(e, chap.Username, chap.Password)
 	t.Run("initiator reads size and bytes", func(t *testing.T) {
-		out, err := initiator(t, "iscsi-readcapacity16", url)
+		out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url)
 		if err != nil || !strings.Contains(out, "Total size:"+strconv.Itoa(len(content))) {
 			t.Fatalf("iscsi-readcapacity16: %v\n%s", err, out)
 		}
 		got := filepath.Join(t.TempDir(), "read.raw")
-		if out, err := initiator(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, got); err != nil {
+		if out, err := tgttest.Initiator(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", url, got); err != nil {
 			t.Fatalf("qemu-img convert: %v\n%s", err, out)
 		}
 		b, err := os.ReadFile(got)
@@ -134,7 +112,7 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 
 	t.Run("wrong or no password is refused", func(t *testing.T) {
 		for _, u := range []string{lunURL(e, chap.Username, "WRONGPASSWORDWRONG"), lunURL(e, "", "")} {
-			out, err := initiator(t, "iscsi-readcapacity16", u)
+			out, err := tgttest.Initiator(t, "iscsi-readcapacity16", u)
 			if err == nil || !strings.Contains(out, "Authentication failure") {
 				t.Errorf("login to %s: err %v, want an authentication failure\n%s", strings.Replace(u, chap.Password, "…", 1), err, out)
 			}
@@ -150,7 +128,7 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 		if again.IQN != e.IQN || again.TID != e.TID || again.CHAP == nil || *again.CHAP != chap {
 			t.Fatalf("second Export = %#v, want %#v", again, e)
 		}
-		if out, err := initiator(t, "iscsi-readcapacity16", url); err != nil {
+		if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err != nil {
 			t.Fatalf("first credentials stopped working after re-export: %v\n%s", err, out)
 		}
 	})
@@ -159,16 +137,16 @@ func TestExportCHAPServesTheVolume(t *testing.T) {
 		if err := tg.Remove(ctx, id); err != nil {
 			t.Fatalf("Remove: %v", err)
 		}
-		if strings.Contains(tgtadmShow(t, "target"), wantIQN) {
+		if strings.Contains(tgtd.Show(t, "target"), wantIQN) {
 			t.Errorf("tgtadm still lists %s", wantIQN)
 		}
-		if strings.Contains(tgtadmShow(t, "account"), chap.Username) {
+		if strings.Contains(tgtd.Show(t, "account"), chap.Username) {
 			t.Errorf("tgtd still has account %s", chap.Username)
 		}
 		if _, err := os.Stat(file); !os.IsNotExist(err) {
 			t.Errorf("target file still there: %v", err)
 		}
-		if out, err := initiator(t, "iscsi-readcapacity16", url); err == nil {
+		if out, err := tgttest.Initiator(t, "iscsi-readcapacity16", url); err == nil {
 			t.Errorf("initiator still logs in after Remove:\n%s", out)
 		}
 		if err := tg.Remove(ctx, id); err != nil {
@@ -190,7 +168,7 @@ func TestExportWithoutCHAP(t *testing.T) {
 	if e.AuthMethod != "" || e.CHAP != nil {
 		t.Errorf("Export without CHAP = %#v", e)
 	}
-	out, err := initiator(t, "iscsi-readcapacity16", lunURL(e, "", ""))
+	out, err := tgttest.Initiator(t, "iscsi-readcapacity16", lunURL(e, "", ""))
 	if err != nil || !strings.Contains(out, "Total size:"+strconv.Itoa(len(content))) {
 		t.Fatalf("iscsi-readcapacity16 without auth: %v\n%s", err, out)
 	}
@@ -212,10 +190,10 @@ func TestExportMissingDeviceFailsClean(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if strings.Contains(tgtadmShow(t, "target"), id) {
+	if strings.Contains(tgtd.Show(t, "target"), id) {
 		t.Error("a target without LUN stayed behind")
 	}
-	if strings.Contains(tgtadmShow(t, "account"), chap.Username) {
+	if strings.Contains(tgtd.Show(t, "account"), chap.Username) {
 		t.Error("its account stayed behind")
 	}
 	if _, err := os.Stat(filepath.Join(tg.cfg.VolumesDir, "volume-"+id)); !os.IsNotExist(err) {

@@ -132,3 +132,35 @@ func (d *Daemon) script(verb string) error {
 	}
 	return nil
 }
+
+// LUNURL is libiscsi's and qemu's address of a LUN, with CHAP credentials
+// unless user is empty.
+func LUNURL(portal, iqn string, lun int, user, pass string) string {
+	auth := ""
+	if user != "" {
+		auth = user + "%" + pass + "@"
+	}
+	return "iscsi://" + auth + portal + "/" + iqn + "/" + strconv.Itoa(lun)
+}
+
+// Initiator runs an initiator-side tool (libiscsi's iscsi-ls or
+// iscsi-readcapacity16, qemu-img or qemu-io on an iscsi:// URL), bounded
+// in time, and returns what it printed.
+func Initiator(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+// Show is what tgtd itself says (`tgtadm --op show --mode target|account`),
+// read without the code under test.
+func (d *Daemon) Show(t testing.TB, mode string) string {
+	t.Helper()
+	out, err := Initiator(t, "tgtadm", "-C", strconv.Itoa(d.ControlPort), "--lld", "iscsi", "--op", "show", "--mode", mode)
+	if err != nil {
+		t.Fatalf("tgtadm show %s: %v\n%s", mode, err, out)
+	}
+	return out
+}
