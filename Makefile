@@ -24,7 +24,7 @@ test-short:
 	$(GO) test -short -race ./...
 
 # The long reliability campaign (docs/RELIABILITY.md): 50 SIGKILLs of
-# `ember serve` in a row under load, 3 broker restarts, Redis restarts with
+# `ember serve` in a row under load (dynamic, then static group membership), 3 broker restarts, Redis restarts with
 # and without persistence, 3 rounds of instances joining and leaving, a lost
 # lease. `make test` runs the same tests at small counts (8 kills, 1 round).
 chaos:
