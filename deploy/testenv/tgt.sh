@@ -32,10 +32,13 @@ up)
   for _ in $(seq 100); do
     # Both: tgtd answers, and the answer is ours. Another tgtd on the same control
     # port would answer while ours died on the lock.
-    if ! alive "$pid"; then
+    # Gone is gone; not yet named tgtd is the child still on its way
+    # through setsid and nohup to exec tgtd (a loaded machine): wait. Taking
+    # that for an exit leaked the tgtd that came up a moment later.
+    if ! kill -0 "$pid" 2>/dev/null; then
       echo "tgt.sh: tgtd exited at start (control port $cport in use?):" >&2; cat "$w/tgtd.log" >&2; exit 1
     fi
-    if tgtadm -C "$cport" --op show --mode sys >/dev/null 2>&1; then
+    if alive "$pid" && tgtadm -C "$cport" --op show --mode sys >/dev/null 2>&1; then
       echo "tgt.sh: tgtd pid $pid on $portal, control port $cport" >&2; exit 0
     fi
     sleep 0.1
