@@ -2,6 +2,8 @@ package events
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -23,6 +25,24 @@ const (
 	// MaxDataBytes bounds an input's data: requests are small, and a huge
 	// one is hostile or broken.
 	MaxDataBytes = 64 << 10
+	// MaxAttributeBytes bounds one CloudEvents attribute (a ce_ header or a
+	// structured event's attribute). Every attribute Ember reads is an id,
+	// a URI or a type name; results repeat some of them, so an unbounded
+	// attribute would make a result larger than its request.
+	MaxAttributeBytes = 1 << 10
+	// MaxHeaderBytes bounds all headers of a record together (names and
+	// values): a dead letter carries them, and must always fit.
+	MaxHeaderBytes = 16 << 10
+	// MaxStructuredBytes bounds a structured-mode record's value: the data
+	// and the attributes.
+	MaxStructuredBytes = MaxDataBytes + MaxHeaderBytes
+	// MaxTraceStateBytes and MaxTraceStateMembers are W3C Trace Context's
+	// bounds of tracestate: at most 32 list members, and 512 characters is
+	// what a vendor must propagate. A longer tracestate is cut at a member
+	// boundary, as the spec allows, not refused: tracing is not the
+	// request.
+	MaxTraceStateBytes   = 512
+	MaxTraceStateMembers = 32
 )
 
 // Extension attribute names (CloudEvents extensions are lowercase alphanumerics).
@@ -80,6 +100,9 @@ func (r *Request) ResourceID() string {
 // *ValidationError comes with the Request so that an .error result can be
 // built; a nil error means the request is valid.
 func Decode(headers map[string]string, value []byte, want string) (*Request, error) {
+	if err := checkSizes(headers, value); err != nil {
+		return nil, err
+	}
 	e, err := readEnvelope(headers, value)
 	if err != nil {
 		return nil, err
@@ -183,10 +206,83 @@ func readEnvelope(headers map[string]string, value []byte) (ce.Event, error) {
 	if e.Subject() == "" {
 		return e, envelope("subject is required")
 	}
+	if err := checkAttributes(e); err != nil {
+		return e, err
+	}
+	boundTraceState(&e)
 	if mt, _, _ := mime.ParseMediaType(e.DataContentType()); mt != contentJSON {
 		return e, envelope("datacontenttype %q, want %s", clip(e.DataContentType()), contentJSON)
 	}
 	return e, nil
+}
+
+// checkSizes refuses, before anything is parsed, a record whose headers or
+// structured value are larger than any request Ember serves.
+func checkSizes(headers map[string]string, value []byte) error {
+	n := 0
+	for k, v := range headers {
+		n += len(k) + len(v)
+	}
+	if n > MaxHeaderBytes {
+		return envelope("headers are %d bytes, at most %d", n, MaxHeaderBytes)
+	}
+	if mt, _, _ := mime.ParseMediaType(headers[headerCT]); mt == contentStructure && len(value) > MaxStructuredBytes {
+		return envelope("structured event is %d bytes, at most %d", len(value), MaxStructuredBytes)
+	}
+	return nil
+}
+
+// checkAttributes bounds every attribute but data (and tracestate, which
+// boundTraceState cuts).
+func checkAttributes(e ce.Event) error {
+	attrs := map[string]string{"id": e.ID(), "source": e.Source(), "type": e.Type(), "subject": e.Subject(),
+		"dataschema": e.DataSchema(), "datacontenttype": e.DataContentType()}
+	for name, v := range e.Extensions() {
+		if name == ExtTraceState {
+			continue
+		}
+		s, err := types.Format(v)
+		if err != nil {
+			return envelope("extension %q: %v", clip(name), err)
+		}
+		attrs[name] = s
+	}
+	for name, v := range attrs {
+		if len(v) > MaxAttributeBytes {
+			return envelope("attribute %q is %d bytes, at most %d", clip(name), len(v), MaxAttributeBytes)
+		}
+	}
+	return nil
+}
+
+// boundTraceState keeps the first list members of tracestate that fit W3C's
+// bounds and drops the rest (W3C Trace Context: a vendor may drop members
+// from the end when the header is too long). Empty members go; nothing left
+// removes the attribute.
+func boundTraceState(e *ce.Event) {
+	v, ok := e.Extensions()[ExtTraceState]
+	if !ok {
+		return
+	}
+	s, _ := types.Format(v)
+	var kept []string
+	n := 0
+	for _, m := range strings.Split(s, ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		if len(kept) == MaxTraceStateMembers || n+len(m)+len(kept) > MaxTraceStateBytes {
+			break
+		}
+		kept = append(kept, m)
+		n += len(m)
+	}
+	if len(kept) == 0 {
+		e.SetExtension(ExtTraceState, nil)
+		return
+	}
+	e.SetExtension(ExtTraceState, strings.Join(kept, ","))
 }
 
 func validExtName(s string) bool {
@@ -199,4 +295,20 @@ func validExtName(s string) bool {
 		}
 	}
 	return true
+}
+
+// Fingerprint digests what a request asks for: its type, subject and
+// payload (re-encoded from the decoded struct, so spacing and key order of
+// the original JSON do not matter). Two deliveries of one request have the
+// same fingerprint; a (source, id) reused for another request does not.
+func (r *Request) Fingerprint() string {
+	h := sha256.New()
+	h.Write([]byte(r.Type() + "\x00" + r.Event.Subject() + "\x00"))
+	if r.Payload != nil {
+		b, _ := json.Marshal(r.Payload)
+		h.Write(b)
+	} else {
+		h.Write(r.Event.Data())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

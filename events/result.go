@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	ce "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -106,8 +108,27 @@ type Result struct {
 	Data ResultData
 }
 
+// Bounds of a result. Every field of a result comes from a validated
+// request, from the registry or from Ember itself, except an error's
+// message, which may quote a storage host: it is cut to
+// MaxErrorMessageBytes. MaxResultBytes is far below what Kafka's producer
+// sends (1,000,000 bytes), so a result can always be published.
+const (
+	MaxErrorMessageBytes = 1 << 10
+	MaxResultBytes       = 256 << 10
+)
+
+// ErrResultTooLarge means a result would exceed MaxResultBytes: a bug, since
+// every input that feeds a result is bounded.
+var ErrResultTooLarge = errors.New("result exceeds the result size bound")
+
 // Build makes the record of r in answer to req.
 func Build(req *Request, r Result, mode Mode) (Record, error) {
+	if r.Data.Error != nil && len(r.Data.Error.Message) > MaxErrorMessageBytes {
+		e := *r.Data.Error
+		e.Message = Truncate(e.Message, MaxErrorMessageBytes)
+		r.Data.Error = &e
+	}
 	e := ce.New(ce.CloudEventsVersionV1)
 	id := ResultID(req.Source(), req.ID(), r.Type, r.Discriminator)
 	e.SetID(id)
@@ -136,7 +157,38 @@ func Build(req *Request, r Result, mode Mode) (Record, error) {
 	if err := e.Validate(); err != nil {
 		return Record{}, fmt.Errorf("result %s: %w", r.Type, err)
 	}
-	return encode(e, key, mode)
+	rec, err := encode(e, key, mode)
+	if err != nil {
+		return Record{}, err
+	}
+	if n := rec.Size(); n > MaxResultBytes {
+		return Record{}, fmt.Errorf("result %s of %d bytes: %w", r.Type, n, ErrResultTooLarge)
+	}
+	return rec, nil
+}
+
+// Size is the record's length on the wire, near enough: key, headers and
+// value.
+func (r Record) Size() int {
+	n := len(r.Key) + len(r.Value)
+	for k, v := range r.Headers {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// Truncate cuts s to at most n bytes on a UTF-8 boundary, marking the cut
+// with "…" (counted in n).
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // encode writes e in the given content mode.

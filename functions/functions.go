@@ -218,6 +218,27 @@ func Rejected(env *Env, in *events.Request, err error) events.Result {
 	}
 }
 
+// Reused is the .error result (conflict) of a request whose key, its
+// (source, id) for this type and volume, was used before by a request with
+// another payload: the earlier request's results stand, this one runs
+// nothing. It says nothing of the earlier request, which may be another
+// project's.
+func Reused(env *Env, in *events.Request) events.Result {
+	r := Rejected(env, in, fail(string(drivers.KindConflict),
+		"event id %q from source %q was used before for another %s request on this volume; send a new id",
+		events.Truncate(in.ID(), 128), events.Truncate(in.Source(), 128), in.Type()))
+	// Its own event id: the earlier request may have had an .error too.
+	r.Discriminator = "reused-key"
+	return r
+}
+
+// Undoer is a function whose effect a stale owner removes when it finds,
+// after its fenced complete failed, that the volume was deleted meanwhile
+// (see router's undoIfDeleted): out is the outcome that was not stored.
+type Undoer interface {
+	Undo(ctx context.Context, r *Request, out Outcome) error
+}
+
 // backendSource is the result source of work on a backend.
 func backendSource(backend string) string { return "/ember/" + backend }
 
@@ -235,6 +256,17 @@ func (env *Env) driver(name string) (drivers.Driver, error) {
 		return nil, fail(CodeNoValidBackend, "backend %q is not configured here", name)
 	}
 	return d, nil
+}
+
+// visible is a copy of the request's volume record as its requester may
+// see it: the whole record when the requester's project owns it, else
+// (no record, or another project's) only the ids the request itself named.
+func visible(r *Request) *Volume {
+	p := r.Input.Payload
+	if v := r.Volume; v != nil && v.ProjectID == p.Project() {
+		return v.Clone()
+	}
+	return &Volume{ID: p.Volume(), ProjectID: p.Project()}
 }
 
 // ownedBy refuses a request for another project's volume.

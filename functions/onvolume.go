@@ -75,7 +75,7 @@ func (o *onVolume) Fail(r *Request, err error) Outcome {
 		res.Source = "/ember/" + o.env.Instance
 	}
 	out := Outcome{Results: []events.Result{res}}
-	if o.failed != "" && r.Volume != nil && !r.Volume.Tombstoned() && !isRefusal(err) {
+	if o.failed != "" && r.Volume != nil && r.Volume.ProjectID == r.Input.Payload.Project() && !r.Volume.Tombstoned() && !isRefusal(err) {
 		v.Status = o.failed
 		out.Volume = v
 	}
@@ -100,14 +100,11 @@ func (o *onVolume) describe(r *Request, v *Volume, status string) events.ResultD
 	return d
 }
 
-// subject is a copy of the record, or a minimal one for an unknown volume.
-func (o *onVolume) subject(r *Request) *Volume {
-	if r.Volume != nil {
-		return r.Volume.Clone()
-	}
-	p := r.Input.Payload
-	return &Volume{ID: p.Volume(), ProjectID: p.Project()}
-}
+// subject is a copy of the record, or a minimal one for an unknown volume
+// or for another project's: every result of a request (.start included,
+// which is built before any check runs) describes what the requester may
+// see, and a stranger may see nothing of a volume but its id.
+func (o *onVolume) subject(r *Request) *Volume { return visible(r) }
 
 func (o *onVolume) source(v *Volume) string {
 	if v.Backend == "" {

@@ -70,6 +70,13 @@ type Backup struct {
 // Tombstoned reports whether the volume was deleted.
 func (v *Volume) Tombstoned() bool { return v != nil && v.Status == StatusDeleted }
 
+// neverExisted reports a tombstone left by a delete of an id no volume ever
+// had (it arrived before its create, or named a stranger's id). It refuses
+// a late create of that id from the project that deleted it; another
+// project's create replaces it, so that a delete cannot squat an id for
+// every other project.
+func (v *Volume) neverExisted() bool { return v.Tombstoned() && v.Backend == "" && v.CreatedAt == "" }
+
 // Clone returns a deep copy, so that an outcome never aliases the record it
 // was computed from.
 func (v *Volume) Clone() *Volume {

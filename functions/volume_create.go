@@ -30,7 +30,7 @@ func (f *CreateVolume) Start(r *Request) events.Result {
 func (f *CreateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	p := r.Input.Payload.(*events.VolumeRequest)
 	began := f.env.now()
-	if v := r.Volume; v != nil {
+	if v := r.Volume; v != nil && !(v.ProjectID != p.ProjectID && v.neverExisted()) {
 		switch {
 		case v.ProjectID != p.ProjectID:
 			return f.Fail(r, ownedBy(v, p.ProjectID)), nil
@@ -67,6 +67,20 @@ func (f *CreateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	now := events.FormatTime(f.env.now())
 	v.CreatedAt, v.LaunchedAt, v.ProviderLocation = now, now, mu.ProviderLocation
 	return f.done(r, v, began), nil
+}
+
+// Undo deletes the volume this run made on its backend (Undoer): the
+// stale owner's clean-up after a delete that ran before its create landed.
+func (f *CreateVolume) Undo(ctx context.Context, r *Request, out Outcome) error {
+	v := out.Volume
+	if v == nil || v.Backend == "" || v.Status != StatusAvailable {
+		return nil
+	}
+	d, err := f.env.driver(v.Backend)
+	if err != nil {
+		return err
+	}
+	return d.DeleteVolume(ctx, dv(v))
 }
 
 // make creates the volume on d: blank, or from its source.

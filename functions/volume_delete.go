@@ -79,7 +79,7 @@ func (f *DeleteVolume) Fail(r *Request, err error) Outcome {
 		Time: f.env.now(), Data: data,
 	}}}
 	var refusal *Failure
-	if r.Volume != nil && !errors.As(err, &refusal) {
+	if r.Volume != nil && r.Volume.ProjectID == r.Input.Payload.Project() && !errors.As(err, &refusal) {
 		out.Volume = v
 	}
 	if errors.As(err, &refusal) && refusal.Code == CodeForbidden {
@@ -90,14 +90,8 @@ func (f *DeleteVolume) Fail(r *Request, err error) Outcome {
 	return out
 }
 
-// subject is a copy of the record, or a minimal one for an unknown volume.
-func (f *DeleteVolume) subject(r *Request) *Volume {
-	if r.Volume != nil {
-		return r.Volume.Clone()
-	}
-	p := r.Input.Payload.(*events.VolumeDelete)
-	return &Volume{ID: p.VolumeID, ProjectID: p.ProjectID}
-}
+// subject is the record as the requester may see it (visible).
+func (f *DeleteVolume) subject(r *Request) *Volume { return visible(r) }
 
 func (f *DeleteVolume) source(v *Volume) string {
 	if v.Backend == "" {

@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/Shopify/sarama"
 	"github.com/ThreeDotsLabs/watermill-kafka/v2/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -30,6 +32,9 @@ type Publisher interface {
 type stored struct {
 	Results    []events.Record `json:"results"`
 	DeadLetter *events.Record  `json:"dead_letter,omitempty"`
+	// Fingerprint is the request's (events.Request.Fingerprint): a later
+	// request with the same key and another fingerprint reused the key.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // ErrBusy is returned (and the message nacked, to be redelivered after the
@@ -78,29 +83,66 @@ func (d *delivery) handle(msg *message.Message) (err error) {
 		// Readable but invalid: answer why, touch nothing. The answer is
 		// derived from the request alone, so a redelivery repeats it exactly.
 		outcome = "invalid"
-		rec, err := events.Build(in, functions.Rejected(d.env, in, derr), d.cfg.OutputMode)
-		if err != nil {
-			return err
-		}
-		return d.publish(rec)
+		return d.answer(msg, in, functions.Rejected(d.env, in, derr))
 	}
 
 	volumeID := in.VolumeID()
-	reqKey := RequestKey(in.Source(), in.ID())
+	reqKey := RequestKey(in.Type(), volumeID, in.Source(), in.ID())
 	claim, err := d.guard.Claim(msg.Context(), volumeID, reqKey, d.owner)
 	if err != nil {
 		return err
 	}
 	switch claim.State {
 	case Done:
+		if reusedKey(claim.Stored, in) {
+			outcome = "invalid"
+			return d.answer(msg, in, functions.Reused(d.env, in))
+		}
 		outcome = "duplicate"
 		return d.publishStored(claim.Stored)
 	case Busy:
 		outcome = "busy"
+		d.jitter(msg.Context())
 		return ErrBusy
 	}
 	outcome, err = d.run(msg, in, volumeID, reqKey, claim)
 	return err
+}
+
+// answer publishes a result derived from the request alone (a refusal of
+// its input, a reused key): nothing was claimed, nothing stored, and a
+// redelivery publishes the same event again.
+func (d *delivery) answer(msg *message.Message, in *events.Request, r events.Result) error {
+	rec, err := events.Build(in, r, d.cfg.OutputMode)
+	if err != nil {
+		// Every field of such an answer is bounded: this is a bug, and
+		// retrying would stop the partition.
+		return d.deadLetter(msg, "result not built: "+err.Error())
+	}
+	return d.publish(rec)
+}
+
+// reusedKey reports whether the done request stored under in's key was
+// another request: same type, volume, source and id, another payload.
+func reusedKey(body []byte, in *events.Request) bool {
+	var st stored
+	if err := json.Unmarshal(body, &st); err != nil || st.Fingerprint == "" {
+		return false // unreadable here, or stored before fingerprints: publishStored decides
+	}
+	return st.Fingerprint != in.Fingerprint()
+}
+
+// jitter waits a random part of the nack delay before a busy request is
+// nacked, so that two requests contending for one volume do not retry in
+// step (the subscriber then waits the nack delay itself).
+func (d *delivery) jitter(ctx context.Context) {
+	if d.cfg.NackDelay <= 0 {
+		return
+	}
+	select {
+	case <-time.After(time.Duration(rand.Int64N(int64(d.cfg.NackDelay)))):
+	case <-ctx.Done():
+	}
 }
 
 // run does a claimed request: start, act (with the lease kept), complete,
@@ -131,7 +173,8 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 
 	start, err := events.Build(in, d.fn.Start(req), d.cfg.OutputMode)
 	if err != nil {
-		return release(err)
+		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
+		return "dead_letter", d.deadLetter(msg, "start result not built: "+err.Error())
 	}
 	if err := d.publish(start); err != nil {
 		return release(err)
@@ -161,6 +204,7 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 	if lost {
 		// Another owner may have taken over: its outcome stands.
 		d.log.Warn("lease lost while the driver ran; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
+		d.undoIfDeleted(ctx, req, out, volumeID)
 		return "lease_lost", ErrLeaseLost
 	}
 	if err := ctx.Err(); err != nil { // shutting down mid-request
@@ -168,11 +212,14 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 	}
 	crashPoint(d.cfg.CrashAt, "after-act")
 
-	st := stored{}
+	st := stored{Fingerprint: in.Fingerprint()}
 	for _, r := range out.Results {
 		rec, err := events.Build(in, r, d.cfg.OutputMode)
 		if err != nil {
-			return release(err)
+			// A result that cannot be built never will be: park the
+			// request rather than stop the partition.
+			_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
+			return "dead_letter", d.deadLetter(msg, "result not built: "+err.Error())
 		}
 		st.Results = append(st.Results, rec)
 	}
@@ -193,6 +240,7 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 	if err := d.guard.Complete(ctx, volumeID, reqKey, claim.Lock, body, vol); err != nil {
 		if errors.Is(err, ErrLeaseLost) {
 			d.log.Warn("fencing token stale at complete; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
+			d.undoIfDeleted(ctx, req, out, volumeID)
 			return "lease_lost", err
 		}
 		return release(err)
@@ -209,6 +257,34 @@ func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKe
 		return "failed", nil
 	}
 	return "done", nil
+}
+
+// undoIfDeleted is the stale owner's clean-up: its outcome was not stored
+// (another owner took the volume over), yet a storage command it launched
+// may have landed after the volume was deleted, leaving an object nobody
+// will ever delete. When the registry now holds the volume's tombstone,
+// the function undoes what this run made (functions.Undoer). A deleted id
+// is never created again, so nothing can race the undo. Failures are
+// logged: reconcile reports what is left.
+func (d *delivery) undoIfDeleted(ctx context.Context, req *functions.Request, out functions.Outcome, volumeID string) {
+	u, ok := d.fn.(functions.Undoer)
+	if !ok || out.Volume == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	b, err := d.guard.Volume(ctx, volumeID)
+	if err != nil || b == nil {
+		return
+	}
+	var now functions.Volume
+	if err := json.Unmarshal(b, &now); err != nil || !now.Tombstoned() {
+		return
+	}
+	if err := u.Undo(ctx, req, out); err != nil {
+		d.log.Warn("stale owner could not remove what it made after the volume was deleted", "volume", volumeID, "err", err)
+		return
+	}
+	d.log.Info("stale owner removed what it made after the volume was deleted", "volume", volumeID)
 }
 
 // heldLock is a source volume's lock held for one request.
@@ -365,24 +441,74 @@ func (d *delivery) publish(recs ...events.Record) error {
 	return nil
 }
 
-// deadLetter parks msg on <topic>.dlq with the reason, then acks it.
+// deadLetter parks msg on <topic>.dlq with the reason, then acks it. A
+// dead letter always fits what the producer sends (deadLetterRecord bounds
+// it); should the broker still refuse it for its size, a dead letter with
+// the coordinates and no body goes instead, so that the partition moves on.
+// Only a failure to publish even that (Kafka away) nacks the message.
 func (d *delivery) deadLetter(msg *message.Message, reason string) error {
 	rec := d.deadLetterRecord(msg, reason)
-	d.log.Warn("dead-lettered", "topic", rec.Type, "reason", reason)
-	return d.pub.Publish(d.cfg.TopicPrefix+rec.Type, rec.Message())
+	topic := d.cfg.TopicPrefix + rec.Type
+	err := d.pub.Publish(topic, rec.Message())
+	if err != nil && tooLarge(err) {
+		d.log.Warn("dead letter refused for its size; sending its coordinates only", "topic", rec.Type, "err", err)
+		rec.Value = nil
+		rec.Headers = deadLetterHeaders(rec.Headers)
+		rec.Headers[HeaderDLQTruncated] = "true"
+		err = d.pub.Publish(topic, rec.Message())
+	}
+	if err != nil {
+		return fmt.Errorf("dead letter to %s: %w", rec.Type, err)
+	}
+	d.log.Warn("dead-lettered", "topic", rec.Type, "reason", reason, "offset", rec.Headers[HeaderDLQOffset])
+	return nil
 }
 
-// Dead-letter headers (SPEC §4: the reason in headers).
+// tooLarge reports a producer or broker refusal of a record for its size:
+// sending it again can never work.
+func tooLarge(err error) bool {
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) ||
+		strings.Contains(err.Error(), sarama.ErrMessageSizeTooLarge.Error())
+}
+
+// Dead-letter headers (the reason and where the record came from).
 const (
 	HeaderDLQReason    = "ember_dlq_reason"
 	HeaderDLQTopic     = "ember_dlq_topic"
 	HeaderDLQPartition = "ember_dlq_partition"
 	HeaderDLQOffset    = "ember_dlq_offset"
+	// HeaderDLQSize is the original value's length in bytes; with
+	// HeaderDLQTruncated "true" the dead letter carries only its first
+	// MaxDeadLetterValue bytes (none when even that was refused).
+	HeaderDLQSize      = "ember_dlq_size"
+	HeaderDLQTruncated = "ember_dlq_truncated"
+	// HeaderDLQHeadersDropped counts the original headers left out because
+	// together they exceeded events.MaxHeaderBytes.
+	HeaderDLQHeadersDropped = "ember_dlq_headers_dropped"
+)
+
+// Bounds of a dead letter: far below the producer's 1,000,000 bytes, so a
+// dead letter always fits, whatever arrived.
+const (
+	MaxDeadLetterValue = 128 << 10
+	maxDeadLetterKey   = 256
+	maxDLQReason       = 1 << 10
 )
 
 func (d *delivery) deadLetterRecord(msg *message.Message, reason string) events.Record {
-	h := events.Headers(msg)
-	h[HeaderDLQReason] = reason
+	orig := events.Headers(msg)
+	size := 0
+	for k, v := range orig {
+		size += len(k) + len(v)
+	}
+	h := map[string]string{}
+	if size <= events.MaxHeaderBytes {
+		h = orig
+	} else {
+		h[HeaderDLQHeadersDropped] = strconv.Itoa(len(orig))
+	}
+	h = deadLetterHeaders(h)
+	h[HeaderDLQReason] = events.Truncate(reason, maxDLQReason)
 	h[HeaderDLQTopic] = d.cfg.TopicPrefix + d.fn.Type()
 	if p, ok := kafka.MessagePartitionFromCtx(msg.Context()); ok {
 		h[HeaderDLQPartition] = strconv.Itoa(int(p))
@@ -390,5 +516,28 @@ func (d *delivery) deadLetterRecord(msg *message.Message, reason string) events.
 	if o, ok := kafka.MessagePartitionOffsetFromCtx(msg.Context()); ok {
 		h[HeaderDLQOffset] = strconv.FormatInt(o, 10)
 	}
-	return events.Record{ID: msg.UUID, Type: d.fn.Type() + ".dlq", Key: events.Key(msg), Headers: h, Value: msg.Payload}
+	h[HeaderDLQSize] = strconv.Itoa(len(msg.Payload))
+	value := msg.Payload
+	if len(value) > MaxDeadLetterValue {
+		value = value[:MaxDeadLetterValue]
+		h[HeaderDLQTruncated] = "true"
+	}
+	key := events.Key(msg)
+	if len(key) > maxDeadLetterKey {
+		key = key[:maxDeadLetterKey]
+	}
+	return events.Record{ID: msg.UUID, Type: d.fn.Type() + ".dlq", Key: key, Headers: h, Value: value}
+}
+
+// deadLetterHeaders keeps of h what a dead letter with no body may carry:
+// Ember's own dead-letter headers (the original ones may be what was too
+// large).
+func deadLetterHeaders(h map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		if strings.HasPrefix(k, "ember_dlq_") {
+			out[k] = v
+		}
+	}
+	return out
 }

@@ -40,9 +40,14 @@ func (g *Guard) key(volumeID, suffix string) string {
 	return g.prefix + ":{" + volumeID + "}:" + suffix
 }
 
-// RequestKey identifies a request: SPEC §2 says (source, id) is its identity.
-func RequestKey(source, id string) string {
-	h := sha256.Sum256([]byte(source + "\x00" + id))
+// RequestKey names a request's idempotency record among its volume's keys.
+// A CloudEvent's identity is its (source, id); the key adds the input type
+// and the volume, so that a request of another type or for another volume
+// that reuses a (source, id), by accident or on purpose, is never answered
+// with a stranger's stored results. A reuse of the same type and volume
+// with another payload is caught by the stored fingerprint (see stored).
+func RequestKey(typ, volumeID, source, id string) string {
+	h := sha256.Sum256([]byte(typ + "\x00" + volumeID + "\x00" + source + "\x00" + id))
 	return hex.EncodeToString(h[:16])
 }
 

@@ -27,7 +27,8 @@ func guards(t testing.TB) map[string]*Guard {
 func TestGuardProtocol(t *testing.T) {
 	g := guards(t)["redis"]
 	ctx := context.Background()
-	vol, req := uuid.NewString(), RequestKey("/s", "1")
+	vol := uuid.NewString()
+	req := RequestKey("t", vol, "/s", "1")
 	a, err := g.Claim(ctx, vol, req, "A")
 	if err != nil || a.State != Claimed || a.Token != 1 {
 		t.Fatalf("first claim: %+v %v", a, err)
@@ -35,7 +36,7 @@ func TestGuardProtocol(t *testing.T) {
 	if b, _ := g.Claim(ctx, vol, req, "B"); b.State != Busy {
 		t.Fatalf("duplicate of a live claim: %+v", b)
 	}
-	if b, _ := g.Claim(ctx, vol, RequestKey("/s", "2"), "B"); b.State != Busy {
+	if b, _ := g.Claim(ctx, vol, RequestKey("t", vol, "/s", "2"), "B"); b.State != Busy {
 		t.Fatalf("another request on a held volume: %+v", b)
 	}
 	if ok, _ := g.Renew(ctx, vol, a.Lock); !ok {
@@ -64,7 +65,7 @@ func TestGuardProtocol(t *testing.T) {
 		t.Fatalf("registry: %s", v)
 	}
 	// The lock was released by complete: the next request claims at once.
-	if n, _ := g.Claim(ctx, vol, RequestKey("/s", "3"), "C"); n.State != Claimed || string(n.Volume) != `{"id":"v"}` {
+	if n, _ := g.Claim(ctx, vol, RequestKey("t", vol, "/s", "3"), "C"); n.State != Claimed || string(n.Volume) != `{"id":"v"}` {
 		t.Fatalf("next request: %+v", n)
 	}
 }
@@ -82,11 +83,11 @@ func BenchmarkGuardRequest(b *testing.B) {
 			stored := []byte(`{"results":[{"id":"x","type":"volume.create.end","key":"k","headers":{},"value":"e30="}]}`)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				c, err := g.Claim(ctx, vol, RequestKey("/bench", uuid.NewString()), "o")
+				c, err := g.Claim(ctx, vol, RequestKey("t", vol, "/bench", uuid.NewString()), "o")
 				if err != nil || c.State != Claimed {
 					b.Fatal(c, err)
 				}
-				if err := g.Complete(ctx, vol, RequestKey("/bench", "x"), c.Lock, stored, []byte(`{}`)); err != nil {
+				if err := g.Complete(ctx, vol, RequestKey("t", vol, "/bench", "x"), c.Lock, stored, []byte(`{}`)); err != nil {
 					b.Fatal(err)
 				}
 			}

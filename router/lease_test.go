@@ -18,7 +18,7 @@ import (
 func TestLeaseKeeperCancelsWhenTheLockIsTakenOver(t *testing.T) {
 	g := NewGuard(testenv.Redis(t), "l"+testenv.Unique(), 600*time.Millisecond, time.Hour)
 	vol := uuid.NewString()
-	c, err := g.Claim(context.Background(), vol, RequestKey("/s", "1"), "A")
+	c, err := g.Claim(context.Background(), vol, RequestKey("t", vol, "/s", "1"), "A")
 	if err != nil || c.State != Claimed {
 		t.Fatalf("claim: %+v %v", c, err)
 	}
@@ -42,7 +42,7 @@ func TestLeaseKeeperCancelsWhenTheLockIsTakenOver(t *testing.T) {
 		t.Fatal("stop did not report the lost lease")
 	}
 	// Our stale token cannot complete.
-	if err := g.Complete(context.Background(), vol, RequestKey("/s", "1"), c.Lock, []byte("{}"), nil); err != ErrLeaseLost {
+	if err := g.Complete(context.Background(), vol, RequestKey("t", vol, "/s", "1"), c.Lock, []byte("{}"), nil); err != ErrLeaseLost {
 		t.Fatalf("complete with a stale token: %v", err)
 	}
 }
