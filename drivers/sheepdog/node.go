@@ -161,9 +161,10 @@ func (d *Driver) ReadVolume(ctx context.Context, v drivers.Volume, w io.Writer) 
 
 // WriteVolume writes r into the VDI from offset 0 with `dog vdi write
 // <name>`, which reads its standard input to the end. dog writes whole
-// objects (4 MiB): the rest of the object r ends in is zeroed (dog/vdi.c
-// vdi_write pads its last buffer; seen on the real daemon). Objects past
-// that keep their content: dog has no discard, and writing zeros would
+// objects (4 MiB) and pads the last read with zeros (dog/vdi.c vdi_write;
+// seen on the real daemon): the rest of the object r ends in is zeroed, or,
+// when r ends on an object boundary short of the VDI's end, the whole next
+// object. Objects past that keep their content: dog has no discard, and writing zeros would
 // allocate every object of a thin VDI. Callers restore whole volumes, as
 // ReadVolume produces them. An r longer than the VDI is KindInvalid (dog
 // itself would stop reading at the VDI's end and exit 0).
