@@ -12,18 +12,25 @@ import (
 	"github.com/ember-storage/ember/drivers"
 )
 
-// parseNodeInfo reads the "Total" line of `dog node info -r`, which
-// sheepdog's dog/node.c (node_info) prints as
+// parseNodeInfo reads `dog node info -r`, which sheepdog's dog/node.c
+// (node_info) prints as one line per node it reached and a total:
 //
+//	<id> <size> <used> <avail> <use>%
 //	Total <size> <used> <avail> <use>% <total virtual image size>
 //
 // Older collie printed no avail column ("Total 107287605248 3623897354 3%
 // 54760833024", Cinder's test_sheepdog.py COLLIE_NODE_INFO); then avail is
 // size - used. (Cinder's own regular expression read the percentage as the
-// free bytes on that format.)
-func parseNodeInfo(out string) (total, avail int64, err error) {
+// free bytes on that format.) nodes counts the node lines.
+func parseNodeInfo(out string) (total, avail int64, nodes int, err error) {
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] != "Total" {
+			if _, err := strconv.Atoi(f[0]); err == nil {
+				nodes++
+			}
+			continue
+		}
 		if len(f) < 5 || f[0] != "Total" {
 			continue
 		}
@@ -34,24 +41,29 @@ func parseNodeInfo(out string) (total, avail int64, err error) {
 			}
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
-				return 0, 0, fmt.Errorf("dog node info Total line %q: %w", line, err)
+				return 0, 0, 0, fmt.Errorf("dog node info Total line %q: %w", line, err)
 			}
 			nums = append(nums, n)
 		}
 		switch len(nums) {
 		case 3:
-			return nums[0], nums[2], nil
+			return nums[0], nums[2], nodes, nil
 		case 2:
-			return nums[0], nums[0] - nums[1], nil
+			return nums[0], nums[0] - nums[1], nodes, nil
 		}
-		return 0, 0, fmt.Errorf("unexpected dog node info Total line %q", line)
+		return 0, 0, 0, fmt.Errorf("unexpected dog node info Total line %q", line)
 	}
-	return 0, 0, fmt.Errorf("no Total line in dog node info output %q", out)
+	return 0, 0, 0, fmt.Errorf("no Total line in dog node info output %q", out)
 }
 
 // GetVolumeStats reports the cluster's capacity from `dog node info -r`
 // (Cinder's get_disk_capacity) and counts the volumes from `dog vdi list
 // -r`. VDIs are thin: objects are allocated on first write.
+//
+// The capacity is that of the nodes dog reached. A node that has just died
+// is still in the cluster's node list for a moment: dog then prints
+// "failed to connect to" it, exits 0 and totals the others. Extra says
+// how many nodes answered ("nodes") and how many did not ("unreachable_nodes").
 func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 	if err := d.checkCluster(ctx); err != nil {
 		return drivers.Stats{}, err
@@ -61,7 +73,7 @@ func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 	if err != nil {
 		return drivers.Stats{}, err
 	}
-	total, avail, err := parseNodeInfo(string(out.Stdout))
+	total, avail, nodes, err := parseNodeInfo(string(out.Stdout))
 	if err != nil {
 		return drivers.Stats{}, drivers.Wrap(drivers.KindBackend, op, err)
 	}
@@ -91,6 +103,7 @@ func (d *Driver) GetVolumeStats(ctx context.Context) (drivers.Stats, error) {
 		MaxOverSubscriptionRatio: 1,
 		TotalVolumes:             count,
 		LocationInfo:             "sheepdog:" + d.addr + ":" + d.port,
+		Extra:                    map[string]any{"nodes": nodes, "unreachable_nodes": unreachableNodes(string(out.Stderr))},
 	}, nil
 }
 
@@ -104,7 +117,7 @@ func (d *Driver) InitializeConnection(ctx context.Context, v drivers.Volume, att
 	if err != nil {
 		return drivers.ConnectionInfo{}, err
 	}
-	_, ok, err := d.current(ctx, name)
+	_, ok, err := d.existingVDI(ctx, name)
 	if err != nil {
 		return drivers.ConnectionInfo{}, err
 	}
@@ -147,17 +160,21 @@ func (d *Driver) ReadVolume(ctx context.Context, v drivers.Volume, w io.Writer) 
 }
 
 // WriteVolume writes r into the VDI from offset 0 with `dog vdi write
-// <name>`, which reads its standard input to the end. Bytes past the end of
-// r keep their content: dog has no discard, and writing zeros would
+// <name>`, which reads its standard input to the end. dog writes whole
+// objects (4 MiB) and pads the last read with zeros (dog/vdi.c vdi_write;
+// seen on the real daemon): the rest of the object r ends in is zeroed, or,
+// when r ends on an object boundary short of the VDI's end, the whole next
+// object. Objects past that keep their content: dog has no discard, and writing zeros would
 // allocate every object of a thin VDI. Callers restore whole volumes, as
-// ReadVolume produces them. An r longer than the VDI is KindInvalid.
+// ReadVolume produces them. An r longer than the VDI is KindInvalid (dog
+// itself would stop reading at the VDI's end and exit 0).
 func (d *Driver) WriteVolume(ctx context.Context, v drivers.Volume, r io.Reader) error {
 	name, err := drivers.VolumeName(v.ID)
 	if err != nil {
 		return err
 	}
 	op := "dog vdi write " + name
-	cur, ok, err := d.current(ctx, name)
+	cur, ok, err := d.existingVDI(ctx, name)
 	if err != nil {
 		return err
 	}

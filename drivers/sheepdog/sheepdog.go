@@ -3,11 +3,11 @@
 // CLI with the semantics of Cinder's last SheepdogClient (cinder/volume/
 // drivers/sheepdog.py, removed in Train).
 //
-// Sheepdog is no longer developed (upstream archived in 2018) and is not
-// packaged anywhere these tests run, so this driver is tested against
-// transcripts of `dog` whose output follows the real CLI: the formats are
-// taken from Cinder's test_sheepdog.py and from sheepdog's own dog/*.c and
-// lib/sd.c; each transcript says which.
+// Sheepdog is no longer developed (upstream archived in 2018) and packaged
+// nowhere. The tests build its last upstream source and run the driver on
+// real one- and two-node clusters (sheepdog_real_test.go); the transcripts
+// (sheepdog_test.go) keep what one host cannot show, and their outputs are
+// checked against the real dog's.
 package sheepdog
 
 import (
@@ -74,17 +74,19 @@ func (d *Driver) dogCmd(command, sub string, params ...string) drivers.Command {
 // run runs c and classifies the outcome under op.
 //
 // dog prints "failed to connect to <addr>:<port>: Connection refused" and
-// may still exit 0 (Cinder: "Dog command does not return error_code
-// although dog command cannot connect to sheep process. That is a
-// Sheepdog's bug."), so stderr is read on success too: a connection failure
-// is KindUnavailable, retryable, whatever the exit code.
+// may still exit 0 (`dog vdi delete` does, see runDelete), so stderr is
+// read on success too: failing to reach the sheep this driver talks to is
+// KindUnavailable, retryable, whatever the exit code. The same message
+// about another node of the cluster is not: `dog node info` prints it, and
+// exits 0 with the figures of the nodes it reached, while the cluster has
+// not yet noticed that node is gone.
 func (d *Driver) run(ctx context.Context, op string, c drivers.Command) (drivers.Output, error) {
 	out, err := d.ex.Run(ctx, c)
 	stderr := string(out.Stderr)
 	if ce, ok := drivers.AsCommandError(err); ok {
 		stderr = ce.Stderr
 	}
-	if connectFailed(stderr) {
+	if d.connectFailed(stderr) {
 		if err == nil {
 			err = &drivers.CommandError{Args: c.Args, ExitCode: 0, Stderr: stderr}
 		}
@@ -93,13 +95,28 @@ func (d *Driver) run(ctx context.Context, op string, c drivers.Command) (drivers
 	return out, classify(op, err)
 }
 
-func connectFailed(stderr string) bool {
+// connectFailed reports whether dog could not reach this driver's sheep.
+func (d *Driver) connectFailed(stderr string) bool {
+	// dog prints an IPv6 address in brackets.
+	plain, bracketed := "failed to connect to "+d.addr+":"+d.port+":", "failed to connect to ["+d.addr+"]:"+d.port+":"
 	for _, line := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(line, "failed to connect to") {
+		if strings.HasPrefix(line, plain) || strings.HasPrefix(line, bracketed) {
 			return true
 		}
 	}
 	return false
+}
+
+// unreachableNodes counts the distinct nodes dog could not connect to.
+func unreachableNodes(stderr string) int {
+	seen := map[string]bool{}
+	for _, line := range strings.Split(stderr, "\n") {
+		if rest, ok := strings.CutPrefix(line, "failed to connect to "); ok {
+			node, _, _ := strings.Cut(rest, ": ")
+			seen[node] = true
+		}
+	}
+	return len(seen)
 }
 
 // dogErrors maps dog's messages (sd_strerror in sheepdog's lib/sd.c and

@@ -12,27 +12,22 @@ import (
 	"github.com/ember-storage/ember/drivers/exectest"
 )
 
-// No sheep daemon exists for this system (Sheepdog is unmaintained since
-// 2018 and packaged nowhere these tests run), so every test here plays a
-// transcript of `dog`. Where each output comes from:
+// These tests play transcripts of `dog`: they run without Sheepdog and
+// keep what one host cannot show (three-node output, an older collie's
+// formats, a full cluster). sheepdog_real_test.go runs the driver on real
+// nodes, and TestRealOutputMatchesTranscripts there checks the outputs
+// below marked "real" against the real dog's. Where the others come from:
 //
-//   - cluster info, the "failed to connect" stderr, the VDI/snapshot error
-//     messages and their exit codes: Cinder's
+//   - cluster states, the VDI/snapshot error messages: Cinder's
 //     cinder/tests/unit/volume/drivers/test_sheepdog.py (DOG_CLUSTER_RUNNING,
-//     COLLIE_CLUSTER_INFO_0_5, DOG_CLUSTER_INFO_TO_BE_FORMATTED,
-//     DOG_CLUSTER_INFO_WAITING_OTHER_NODES, DOG_CLUSTER_INFO_SHUTTING_DOWN,
-//     DOG_COMMAND_ERROR_FAIL_TO_CONNECT, DOG_VDI_CREATE_VDI_ALREADY_EXISTS,
-//     DOG_VDI_SNAPSHOT_*, DOG_VDI_RESIZE_*, DOG_COMMAND_ERROR_VDI_NOT_EXISTS,
-//     COLLIE_NODE_INFO), including the exit-0 cases
-//     (test_run_dog_fail_to_connect_bugcase, test_delete_vdi_not_found);
+//     COLLIE_CLUSTER_INFO_0_5, DOG_CLUSTER_INFO_WAITING_OTHER_NODES,
+//     DOG_CLUSTER_INFO_SHUTTING_DOWN, COLLIE_NODE_INFO);
 //   - `dog vdi list -r` lines: sheepdog's dog/vdi.c print_vdi_list, raw
 //     branch ("%c %s %d %s %s %s %s %x %s %s %d");
 //   - `dog node info -r`: sheepdog's dog/node.c node_info ("%d %s %s %s %d%%"
 //     per node, "Total %s %s %s %d%% %s");
-//   - "Failed to create VDI %s: %s", "Failed to open VDI %s (snapshot id: %d
-//     snapshot tag: %s): %s" with the reasons of sd_strerror in sheepdog's
-//     lib/sd.c ("Server has no space for new objects", "Failed to find
-//     requested tag", "Cannot get information from any nodes" from node.c).
+//   - reasons of sd_strerror in sheepdog's lib/sd.c ("Server has no space
+//     for new objects", "Cannot get information from any nodes").
 
 const (
 	idA = "0b5cbf4e-8f0a-4c1e-9d5c-2f1a7a3c9e10"
@@ -53,7 +48,52 @@ Epoch Time           Version [Host:Port:V-Nodes,,,]
 `
 	connectFailure = `! failed to connect to 127.0.0.1:7000: Connection refused
 ! failed to connect to 127.0.0.1:7000: Connection refused
-! Failed to get node list`
+! Failed to get node list
+? 2`
+)
+
+// dog's answers as the real dog gives them (TestRealOutputMatchesTranscripts
+// provokes each one on a real node), in exectest.Parse's notation.
+func vdiExistsAlready(name string) string {
+	return "! Failed to create VDI " + name + ": VDI exists already\n? 1"
+}
+
+// openFailed is `dog vdi delete`'s answer for a VDI or tag it cannot find:
+// on stderr only, exit 0.
+func openFailed(name, tag, reason string) string {
+	return "! Failed to open VDI " + name + " (snapshot id: 0 snapshot tag: " + tag + "): " + reason
+}
+
+func snapshotTagExists(name, tag string) string {
+	return "! Failed to create snapshot for " + name + ", maybe snapshot id (0) or tag (" + tag + ") is existed\n? 1"
+}
+
+func snapshotNoVDI(name string) string {
+	return "! Failed to create snapshot for " + name + ": No VDI found\n? 1"
+}
+
+// resizeRefused is `dog vdi resize`'s answer to a size it refuses: usage
+// on stdout, the reason on stderr, exit 64 (EXIT_USAGE).
+func resizeRefused(reason string) string {
+	return `Usage: dog vdi resize [-a address] [-p port] [-h] [-T] <vdiname> <new size>
+Options:
+  -a, --address           specify the daemon address (default: localhost)
+  -p, --port              specify the daemon port
+  -h, --help              display this help and exit
+  -T, --time              show elapsed time
+! ` + reason + `
+? 64`
+}
+
+const (
+	shrinkRefused = "Shrinking VDIs is not implemented"
+	tooLarge      = "New VDI size is too large. This volume's max size is 4398046511104"
+	notFormatted  = "Cluster status: Waiting for cluster to be formatted\n\n"
+	// nodeInfo is `dog node info -r` of dog 1.0 (one node line per node).
+	nodeInfo = `0 107287605248 3623897354 103663707894 3%
+Total 107287605248 3623897354 103663707894 3% 54760833024`
+	// vdiLine is a `dog vdi list -r` line of a VDI without a tag.
+	vdiLine = "= " + nameA + " 0 1073741824 0 0 1467037106 fd32fc 3  22"
 )
 
 // script expands AP to the address and port every dog command carries.
@@ -101,8 +141,7 @@ $ dog vdi list AP -r ` + nameA + `
 		{"create racing another delivery", running + `
 $ dog vdi list AP -r ` + nameA + `
 $ dog vdi create AP ` + nameA + ` 1G
-! Failed to create VDI ` + nameA + `: VDI exists already
-? 1
+` + vdiExistsAlready(nameA) + `
 $ dog vdi list AP -r ` + nameA + `
 = ` + nameA + ` 0 1073741824 0 0 1467037106 fd32fc 3  22`, create(vA), ""},
 
@@ -114,58 +153,69 @@ $ dog vdi create AP ` + nameA + ` 1G
 
 		{"create on a dog that cannot connect", `
 $ dog cluster info AP
-` + connectFailure + `
-? 2`, create(vA), drivers.KindUnavailable},
+` + connectFailure, create(vA), drivers.KindUnavailable},
+
+		{"create on a cluster waiting to be formatted", `
+$ dog cluster info AP
+` + notFormatted, create(vA), drivers.KindBackend},
 
 		{"delete", `
 $ dog vdi delete AP ` + nameA, del(vA), ""},
 
-		{"delete of a VDI already gone, exit 0", `
+		{"delete of a VDI already gone (exit 0)", `
 $ dog vdi delete AP ` + nameA + `
-! Failed to open VDI ` + nameA + ` (snapshot id: 0 snapshot tag: ): No VDI found`, del(vA), ""},
+` + openFailed(nameA, "", "No VDI found"), del(vA), ""},
 
-		{"delete of a VDI already gone, exit 1", `
+		{"delete of a VDI already gone, exit 1 (dog before 1.0; 1.0 exits 0)", `
 $ dog vdi delete AP ` + nameA + `
 ! Failed to open VDI ` + nameA + ` (snapshot id: 0 snapshot tag: ): No VDI found
 ? 1`, del(vA), ""},
 
-		{"delete whose dog cannot connect and exits 0", `
+		{"delete whose dog cannot connect (exit 0)", `
 $ dog vdi delete AP ` + nameA + `
-` + connectFailure, del(vA), drivers.KindUnavailable},
+! failed to connect to 127.0.0.1:7000: Connection refused
+! failed to connect to 127.0.0.1:7000: Connection refused
+` + openFailed(nameA, "", "I/O error"), del(vA), drivers.KindUnavailable},
 
-		{"delete failing otherwise", `
+		// dog vdi delete exits 0 whatever happens (do_vdi_delete in
+		// dog/vdi.c returns EXIT_SUCCESS): stderr is the only report.
+		{"delete failing otherwise (exit 0)", `
 $ dog vdi delete AP ` + nameA + `
-! Failed to delete ` + nameA + `: System error
-? 1`, del(vA), drivers.KindBackend},
+! Failed to delete ` + nameA + `: System error`, del(vA), drivers.KindBackend},
+
+		{"delete on a cluster waiting to be formatted (exit 0)", `
+$ dog vdi delete AP ` + nameA + `
+` + openFailed(nameA, "", "Waiting for cluster to be formatted"), del(vA), drivers.KindBackend},
+
+		{"delete whose inode cannot be read (exit 0)", `
+$ dog vdi delete AP ` + nameA + `
+! failed to read inode object: 00fd32fc00000000`, del(vA), drivers.KindBackend},
 
 		{"snapshot", running + `
 $ dog vdi snapshot AP -s ` + tagS + ` ` + nameA, snap(sS), ""},
 
 		{"snapshot taken before", running + `
 $ dog vdi snapshot AP -s ` + tagS + ` ` + nameA + `
-! Failed to create snapshot for ` + nameA + `, maybe snapshot id (0) or tag (` + tagS + `) is existed
-? 1`, snap(sS), ""},
+` + snapshotTagExists(nameA, tagS), snap(sS), ""},
 
 		{"snapshot of a missing volume", running + `
 $ dog vdi snapshot AP -s ` + tagS + ` ` + nameA + `
-! Failed to create snapshot for ` + nameA + `: No VDI found
-? 1`, snap(sS), drivers.KindNotFound},
+` + snapshotNoVDI(nameA), snap(sS), drivers.KindNotFound},
 
 		{"delete snapshot", `
 $ dog vdi delete AP -s ` + tagS + ` ` + nameA, delSnap(sS), ""},
 
 		{"delete snapshot whose tag is gone", `
 $ dog vdi delete AP -s ` + tagS + ` ` + nameA + `
-! Failed to open VDI ` + nameA + ` (snapshot id: 0 snapshot tag: ` + tagS + `): Failed to find requested tag`, delSnap(sS), ""},
+` + openFailed(nameA, tagS, "Failed to find requested tag"), delSnap(sS), ""},
 
 		{"delete snapshot whose volume is gone", `
 $ dog vdi delete AP -s ` + tagS + ` ` + nameA + `
-! Failed to open VDI ` + nameA + ` (snapshot id: 0 snapshot tag: ` + tagS + `): No VDI found
-? 1`, delSnap(sS), ""},
+` + openFailed(nameA, tagS, "No VDI found"), delSnap(sS), ""},
 
-		{"delete snapshot whose dog cannot connect and exits 0", `
+		{"delete snapshot on a cluster waiting to be formatted", `
 $ dog vdi delete AP -s ` + tagS + ` ` + nameA + `
-` + connectFailure, delSnap(sS), drivers.KindUnavailable},
+` + openFailed(nameA, tagS, "Waiting for cluster to be formatted"), delSnap(sS), drivers.KindBackend},
 
 		{"volume from snapshot, larger", running + `
 $ dog vdi list AP -r ` + nameB + `
@@ -188,7 +238,7 @@ $ dog vdi list AP -r ` + nameB + `
 		{"volume from a snapshot that is gone", running + `
 $ dog vdi list AP -r ` + nameB + `
 $ dog vdi clone AP -s ` + tagS + ` ` + nameA + ` ` + nameB + `
-! Failed to open VDI ` + nameA + ` (snapshot id: 0 snapshot tag: ` + tagS + `): Failed to find requested tag
+` + openFailed(nameA, tagS, "Failed to find requested tag") + `
 ? 1`, fromSnap(vB, sS), drivers.KindNotFound},
 
 		{"clone of a volume", running + `
@@ -221,14 +271,20 @@ $ dog vdi list AP -r ` + nameA + `
 = ` + nameA + ` 0 2147483648 0 0 1467037106 fd32fc 3  22`, extend(vA, 1), drivers.KindConflict},
 
 		{"extend of a missing volume", `
-$ dog vdi list AP -r ` + nameA, extend(vA, 2), drivers.KindNotFound},
+$ dog vdi list AP -r ` + nameA + `
+` + running, extend(vA, 2), drivers.KindNotFound},
+
+		// dog vdi list exits 0 and lists nothing before the format.
+		{"extend on a cluster waiting to be formatted", `
+$ dog vdi list AP -r ` + nameA + `
+$ dog cluster info AP
+` + notFormatted, extend(vA, 2), drivers.KindBackend},
 
 		{"extend past the VDI's maximum", `
 $ dog vdi list AP -r ` + nameA + `
 = ` + nameA + ` 0 1073741824 0 0 1467037106 fd32fc 3  22
 $ dog vdi resize AP ` + nameA + ` 5497558138880
-! New VDI size is too large. This volume's max size is 4398046511104
-? 1`, extend(vA, 5120), drivers.KindInvalid},
+` + resizeRefused(tooLarge), extend(vA, 5120), drivers.KindInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,7 +343,7 @@ Cluster created at Tue Jun 25 19:51:41 2013
 
 Epoch Time           Version
 2013-06-25 19:51:41      1 [127.0.0.1:7000, 127.0.0.1:7001, 127.0.0.1:7002]`, "", false},
-		{"not formatted", `Cluster status: Waiting for cluster to be formatted`, drivers.KindBackend, false},
+		{"not formatted", notFormatted, drivers.KindBackend, false},
 		{"waiting for nodes", `Cluster status: Waiting for other nodes to join cluster
 
 Cluster created at Thu Jun 18 17:24:56 2015
@@ -322,13 +378,12 @@ Epoch Time           Version [Host:Port:V-Nodes,,,]
 
 func TestStats(t *testing.T) {
 	list := `$ dog vdi list AP -r
-= ` + nameA + ` 0 1073741824 0 0 1467037106 fd32fc 3  22
+` + vdiLine + `
 s ` + nameA + ` 1 1073741824 0 0 1467037000 fd32fb 3 ` + tagS + ` 22
 c ` + nameB + ` 0 2147483648 0 1073741824 1467037106 fd32fd 3  22
 = glance-image 0 10737418240 0 0 1467037106 fd3300 3  22`
 	for _, tc := range []struct{ name, nodeInfo string }{
-		{"dog 1.0 (avail column)", `0 107287605248 3623897354 103663707894 3%
-Total 107287605248 3623897354 103663707894 3% 54760833024`},
+		{"dog 1.0 (avail column)", nodeInfo},
 		{"collie (no avail column)", `0 107287605248 3623897354 3%
 Total 107287605248 3623897354 3% 54760833024`},
 	} {
@@ -346,6 +401,24 @@ Total 107287605248 3623897354 3% 54760833024`},
 			}
 		})
 	}
+	// A node just killed, still in the cluster's list: dog names it on
+	// stderr, exits 0 and totals the node that answered (real output of a
+	// two-node cluster, TestRealTwoNodes).
+	t.Run("a node gone", func(t *testing.T) {
+		d, _ := newDriver(t, running+`$ dog node info AP -r
+0 83106848768 20983808 83085864960 0%
+Total 83106848768 20983808 83085864960 0% 1073741824
+! failed to connect to 127.0.0.1:7001: Connection refused
+! failed to connect to 127.0.0.1:7001: Connection refused
+`+list)
+		s, err := d.GetVolumeStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.TotalCapacityGB != 77.4 || s.Extra["nodes"] != 1 || s.Extra["unreachable_nodes"] != 1 {
+			t.Fatalf("stats: %+v", s)
+		}
+	})
 	t.Run("no node answers", func(t *testing.T) {
 		d, _ := newDriver(t, running+`$ dog node info AP -r
 ! Cannot get information from any nodes
@@ -359,7 +432,7 @@ Total 107287605248 3623897354 3% 54760833024`},
 func TestConnection(t *testing.T) {
 	d, _ := newDriver(t, `$ dog vdi list AP -r `+nameA+`
 = `+nameA+` 0 1073741824 0 0 1467037106 fd32fc 3  22
-$ dog vdi list AP -r `+nameB)
+$ dog vdi list AP -r `+nameB+"\n"+running)
 	ci, err := d.InitializeConnection(ctx, vA, "att-1", drivers.Connector{Host: "compute-1"})
 	if err != nil {
 		t.Fatal(err)

@@ -50,7 +50,7 @@ func (d *Driver) snapshot(ctx context.Context, name, tag string) error {
 
 // DeleteSnapshot deletes the snapshot tagged snapshot-<id> of volume-<vid>;
 // a snapshot or volume already gone is success. dog reports both on stderr
-// and, in the versions Cinder knew, may exit 0 doing so.
+// only, exiting 0 (runDelete).
 func (d *Driver) DeleteSnapshot(ctx context.Context, s drivers.Snapshot) error {
 	name, tag, err := snapNames(s)
 	if err != nil {
@@ -60,7 +60,7 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, s drivers.Snapshot) error {
 }
 
 func (d *Driver) deleteSnapshot(ctx context.Context, name, tag string) error {
-	_, err := d.run(ctx, "dog vdi delete "+name+" -s "+tag, d.dogCmd("vdi", "delete", "-s", tag, name))
+	err := d.runDelete(ctx, "dog vdi delete "+name+" -s "+tag, d.dogCmd("vdi", "delete", "-s", tag, name))
 	if drivers.IsKind(err, drivers.KindNotFound) {
 		return nil
 	}

@@ -70,6 +70,7 @@ func (d *Driver) list(ctx context.Context, name string) ([]vdi, error) {
 }
 
 // current returns the working VDI named name (not one of its snapshots).
+// Only after checkCluster: see existingVDI.
 func (d *Driver) current(ctx context.Context, name string) (vdi, bool, error) {
 	l, err := d.list(ctx, name)
 	if err != nil {
@@ -79,6 +80,22 @@ func (d *Driver) current(ctx context.Context, name string) (vdi, bool, error) {
 		if v.Name == name && v.Type != "s" {
 			return v, true, nil
 		}
+	}
+	return vdi{}, false, nil
+}
+
+// existingVDI is current for the operations that do not check the cluster
+// first. `dog vdi list` exits 0 and lists nothing while the cluster waits
+// to be formatted or for its nodes (seen on the real daemon): a VDI that is
+// not listed is absent only when the cluster is running, and the cluster's
+// state is the error otherwise.
+func (d *Driver) existingVDI(ctx context.Context, name string) (vdi, bool, error) {
+	v, ok, err := d.current(ctx, name)
+	if err != nil || ok {
+		return v, ok, err
+	}
+	if err := d.checkCluster(ctx); err != nil {
+		return vdi{}, false, err
 	}
 	return vdi{}, false, nil
 }
@@ -138,11 +155,32 @@ func (d *Driver) DeleteVolume(ctx context.Context, v drivers.Volume) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.run(ctx, "dog vdi delete "+name, d.dogCmd("vdi", "delete", name))
+	err = d.runDelete(ctx, "dog vdi delete "+name, d.dogCmd("vdi", "delete", name))
 	if drivers.IsKind(err, drivers.KindNotFound) {
 		return nil
 	}
 	return err
+}
+
+// runDelete runs a `dog vdi delete`, which exits 0 whatever happens:
+// sheepdog's do_vdi_delete (dog/vdi.c) sets its exit code and then returns
+// EXIT_SUCCESS. Its stderr is the only report, and it prints nothing there
+// when the VDI is deleted, so a "Failed to …" or "failed to …" line is the
+// failure it names: "No VDI found", "Failed to find requested tag", but
+// also "Waiting for cluster to be formatted", "failed to read inode
+// object", or "Failed to delete <name>: <reason>".
+func (d *Driver) runDelete(ctx context.Context, op string, c drivers.Command) error {
+	out, err := d.run(ctx, op, c)
+	if err != nil {
+		return err
+	}
+	stderr := string(out.Stderr)
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "Failed to") || strings.HasPrefix(line, "failed to") {
+			return classify(op, &drivers.CommandError{Args: c.Args, ExitCode: 0, Stderr: stderr})
+		}
+	}
+	return nil
 }
 
 // ExtendVolume grows volume-<id> with `dog vdi resize <name> <bytes>`. A
@@ -157,7 +195,7 @@ func (d *Driver) ExtendVolume(ctx context.Context, v drivers.Volume, newSizeGB i
 	if err != nil {
 		return err
 	}
-	cur, ok, err := d.current(ctx, name)
+	cur, ok, err := d.existingVDI(ctx, name)
 	switch {
 	case err != nil:
 		return err
