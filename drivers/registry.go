@@ -15,6 +15,9 @@ type Backend struct {
 	Driver  string         `yaml:"driver" json:"driver"`
 	Host    string         `yaml:"host" json:"host"`
 	Options map[string]any `yaml:"options" json:"options"`
+	// MaxCommands bounds the commands the backend's host runs at once
+	// (Bounded); zero is DefaultMaxCommands.
+	MaxCommands int `yaml:"max_commands" json:"max_commands,omitempty"`
 }
 
 // Factory builds a driver for a backend, running its commands through ex.

@@ -7,14 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/Shopify/sarama"
-	"github.com/ThreeDotsLabs/watermill-kafka/v2/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/ember-storage/ember/events"
@@ -41,8 +35,9 @@ type stored struct {
 // nack delay) while another live owner holds the volume.
 var ErrBusy = errors.New("volume busy: another request holds its lock")
 
-// delivery runs one function's requests through the protocol of
-// DELIVERY.md: decode, claim, start, act, complete, publish, ack.
+// delivery runs one function's requests through the delivery protocol
+// (docs/DESIGN.md): decode, claim, start, act, complete, publish, ack.
+// Panic recovery and metrics are middleware around it (middleware_*.go).
 type delivery struct {
 	fn      functions.Function
 	env     *functions.Env
@@ -56,57 +51,50 @@ type delivery struct {
 	now func() time.Time
 }
 
-// handle is a watermill NoPublishHandlerFunc: nil acks (the offset is
-// committed), an error nacks (the message is redelivered).
-func (d *delivery) handle(msg *message.Message) (err error) {
-	typ := d.fn.Type()
-	began := time.Now()
-	outcome := "error"
-	defer func() {
-		if r := recover(); r != nil {
-			// A bug, not bad luck: redelivering would crash again. Park the
-			// message where an operator will see it.
-			d.log.Error("panic in delivery; dead-lettering", "type", typ, "panic", r)
-			err = d.deadLetter(msg, fmt.Sprintf("panic: %v", r))
-			outcome = "dead_letter"
-		}
-		d.metrics.observe(typ, outcome, time.Since(began))
-	}()
-
-	in, derr := events.Decode(events.Headers(msg), msg.Payload, typ)
-	var envErr *events.EnvelopeError
-	switch {
-	case errors.As(derr, &envErr):
-		outcome = "dead_letter"
-		return d.deadLetter(msg, derr.Error())
-	case derr != nil:
-		// Readable but invalid: answer why, touch nothing. The answer is
-		// derived from the request alone, so a redelivery repeats it exactly.
-		outcome = "invalid"
-		return d.answer(msg, in, functions.Rejected(d.env, in, derr))
+// handle is a watermill NoPublishHandlerFunc: nil acks (the offset may be
+// committed), an error nacks (the message is delivered again). The steps
+// read top to bottom; each is a method of job below, in this order.
+func (d *delivery) handle(msg *message.Message) error {
+	in, answered, err := d.decode(msg)
+	if answered {
+		return err
 	}
-
-	volumeID := in.VolumeID()
-	reqKey := RequestKey(in.Type(), volumeID, in.Source(), in.ID())
-	claim, err := d.guard.Claim(msg.Context(), volumeID, reqKey, d.owner)
+	j := &job{d: d, msg: msg, ctx: msg.Context(), in: in, volumeID: in.VolumeID()}
+	j.reqKey = RequestKey(in.Type(), j.volumeID, in.Source(), in.ID())
+	if answered, err := j.claim(); answered {
+		return err
+	}
+	defer j.release()
+	if err := j.start(); err != nil {
+		return err
+	}
+	out, deadLetterReason, err := j.act()
 	if err != nil {
 		return err
 	}
-	switch claim.State {
-	case Done:
-		if reusedKey(claim.Stored, in) {
-			outcome = "invalid"
-			return d.answer(msg, in, functions.Reused(d.env, in))
-		}
-		outcome = "duplicate"
-		return d.publishStored(claim.Stored)
-	case Busy:
-		outcome = "busy"
-		d.jitter(msg.Context())
-		return ErrBusy
+	body, err := j.complete(out, deadLetterReason)
+	if err != nil {
+		return err
 	}
-	outcome, err = d.run(msg, in, volumeID, reqKey, claim)
-	return err
+	return j.publish(body, out, deadLetterReason)
+}
+
+// decode reads the record. A record that is no CloudEvent is
+// dead-lettered; a readable but invalid one is answered with an .error
+// derived from it alone (touch nothing). answered means the record is
+// dealt with and err is the handler's return.
+func (d *delivery) decode(msg *message.Message) (in *events.Request, answered bool, err error) {
+	in, derr := events.Decode(events.Headers(msg), msg.Payload, d.fn.Type())
+	var envErr *events.EnvelopeError
+	switch {
+	case errors.As(derr, &envErr):
+		setOutcome(msg, "dead_letter")
+		return nil, true, d.deadLetter(msg, derr.Error())
+	case derr != nil:
+		setOutcome(msg, "invalid")
+		return nil, true, d.answer(msg, in, functions.Rejected(d.env, in, derr))
+	}
+	return in, false, nil
 }
 
 // answer publishes a result derived from the request alone (a refusal of
@@ -120,6 +108,196 @@ func (d *delivery) answer(msg *message.Message, in *events.Request, r events.Res
 		return d.deadLetter(msg, "result not built: "+err.Error())
 	}
 	return d.publish(rec)
+}
+
+// job is one claimed request on its way through the steps.
+type job struct {
+	d        *delivery
+	msg      *message.Message
+	ctx      context.Context
+	in       *events.Request
+	volumeID string
+	reqKey   string
+	lease    Claim // what the claim returned: lock, token, record
+	// locked: the volume's lock (claim.Lock) is ours to give back.
+	locked bool
+	req    *functions.Request
+	// sources are the other volumes' locks the request holds.
+	sources []heldLock
+}
+
+// claim takes the volume's lock and the request's idempotency record in
+// one script. A request done before is answered from storage (or, when its
+// key was reused by another request, refused); a busy volume nacks.
+func (j *job) claim() (answered bool, err error) {
+	d := j.d
+	j.lease, err = d.guard.Claim(j.ctx, j.volumeID, j.reqKey, d.owner)
+	if err != nil {
+		return true, err
+	}
+	switch j.lease.State {
+	case Done:
+		if reusedKey(j.lease.Stored, j.in) {
+			setOutcome(j.msg, "invalid")
+			return true, d.answer(j.msg, j.in, functions.Reused(d.env, j.in))
+		}
+		setOutcome(j.msg, "duplicate")
+		return true, d.publishStored(j.lease.Stored)
+	case Busy:
+		setOutcome(j.msg, "busy")
+		d.jitter(j.ctx)
+		return true, ErrBusy
+	}
+	j.locked = true
+	j.req = &functions.Request{Input: j.in}
+	if j.lease.Volume != nil {
+		j.req.Volume = new(functions.Volume)
+		if err := json.Unmarshal(j.lease.Volume, j.req.Volume); err != nil {
+			j.release()
+			return true, fmt.Errorf("registry record of %s: %w", j.volumeID, err)
+		}
+	}
+	if j.sources, err = d.lockSources(j.ctx, j.in, j.volumeID, j.reqKey, j.req); err != nil {
+		j.release()
+		if errors.Is(err, ErrBusy) {
+			setOutcome(j.msg, "busy")
+		}
+		return true, err
+	}
+	return false, nil
+}
+
+// release gives back the locks still held: the volume's unless complete
+// released it or the lease was lost (then it is not ours), and the
+// sources'.
+func (j *job) release() {
+	ctx := context.WithoutCancel(j.ctx)
+	if j.locked {
+		_ = j.d.guard.Release(ctx, j.volumeID, j.lease.Lock)
+		j.locked = false
+	}
+	j.d.releaseSources(ctx, j.sources)
+	j.sources = nil
+}
+
+// start publishes .start, built from the request and the record alone, so
+// that a re-run publishes the same event.
+func (j *job) start() error {
+	d := j.d
+	rec, err := events.Build(j.in, d.fn.Start(j.req), d.cfg.OutputMode)
+	if err != nil {
+		j.release()
+		setOutcome(j.msg, "dead_letter")
+		return d.deadLetter(j.msg, "start result not built: "+err.Error())
+	}
+	if err := d.publish(rec); err != nil {
+		return err
+	}
+	crashPoint(d.cfg.CrashAt, "after-start")
+	return nil
+}
+
+// act runs the function while the leases of every lock it holds are kept.
+// A lost lease means another owner may have taken over: its outcome stands,
+// and this one is not stored or published.
+func (j *job) act() (functions.Outcome, string, error) {
+	d := j.d
+	actx, stop := d.guard.keepLease(j.ctx, j.volumeID, j.lease.Lock, j.lease.At)
+	stops := []func() bool{stop}
+	for _, h := range j.sources {
+		var s func() bool
+		actx, s = d.guard.keepLease(actx, h.volumeID, h.lock, h.at)
+		stops = append(stops, s)
+	}
+	j.req.Progress = d.progress(actx, j.in)
+	j.req.Save = func(sctx context.Context, v *functions.Volume) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return d.guard.Save(sctx, j.volumeID, j.lease.Lock, b)
+	}
+	out, deadLetterReason := d.act(actx, j.req)
+	lost := false
+	for i := len(stops) - 1; i >= 0; i-- {
+		lost = stops[i]() || lost
+	}
+	if lost {
+		d.log.Warn("lease lost while the driver ran; not publishing", "type", j.in.Type(), "volume", j.volumeID, "token", j.lease.Token)
+		j.locked = false
+		setOutcome(j.msg, "lease_lost")
+		d.undoIfDeleted(j.ctx, j.req, out, j.volumeID)
+		return out, "", ErrLeaseLost
+	}
+	if err := j.ctx.Err(); err != nil { // shutting down mid-request
+		return out, "", err
+	}
+	crashPoint(d.cfg.CrashAt, "after-act")
+	return out, deadLetterReason, nil
+}
+
+// complete is the commit point: the results (built once, with the request's
+// fingerprint) and the registry record are stored and the lock released in
+// one fenced script. A stale token stores nothing.
+func (j *job) complete(out functions.Outcome, deadLetterReason string) ([]byte, error) {
+	d := j.d
+	st := stored{Fingerprint: j.in.Fingerprint()}
+	for _, r := range out.Results {
+		rec, err := events.Build(j.in, r, d.cfg.OutputMode)
+		if err != nil {
+			// A result that cannot be built never will be: park the
+			// request rather than stop the partition.
+			j.release()
+			setOutcome(j.msg, "dead_letter")
+			return nil, d.deadLetter(j.msg, "result not built: "+err.Error())
+		}
+		st.Results = append(st.Results, rec)
+	}
+	if deadLetterReason != "" {
+		dl := d.deadLetterRecord(j.msg, deadLetterReason)
+		st.DeadLetter = &dl
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var vol []byte
+	if out.Volume != nil {
+		if vol, err = json.Marshal(out.Volume); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.guard.Complete(j.ctx, j.volumeID, j.reqKey, j.lease.Lock, body, vol); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			d.log.Warn("fencing token stale at complete; not publishing", "type", j.in.Type(), "volume", j.volumeID, "token", j.lease.Token)
+			j.locked = false
+			setOutcome(j.msg, "lease_lost")
+			d.undoIfDeleted(j.ctx, j.req, out, j.volumeID)
+		}
+		return nil, err
+	}
+	j.locked = false
+	crashPoint(d.cfg.CrashAt, "after-complete")
+	return body, nil
+}
+
+// publish sends the stored results (and the dead letter, when retries ran
+// out); then the message is acked. A failure here nacks: the redelivery
+// finds the request done and publishes the same bytes.
+func (j *job) publish(body []byte, out functions.Outcome, deadLetterReason string) error {
+	if err := j.d.publishStored(body); err != nil {
+		return err
+	}
+	crashPoint(j.d.cfg.CrashAt, "after-publish")
+	switch {
+	case len(out.Results) > 0 && out.Results[0].Data.Error != nil && deadLetterReason != "":
+		setOutcome(j.msg, "dead_letter")
+	case len(out.Results) > 0 && out.Results[0].Data.Error != nil:
+		setOutcome(j.msg, "failed")
+	default:
+		setOutcome(j.msg, "done")
+	}
+	return nil
 }
 
 // reusedKey reports whether the done request stored under in's key was
@@ -143,120 +321,6 @@ func (d *delivery) jitter(ctx context.Context) {
 	case <-time.After(time.Duration(rand.Int64N(int64(d.cfg.NackDelay)))):
 	case <-ctx.Done():
 	}
-}
-
-// run does a claimed request: start, act (with the lease kept), complete,
-// publish. Any error return leaves the request to be redelivered.
-func (d *delivery) run(msg *message.Message, in *events.Request, volumeID, reqKey string, claim Claim) (string, error) {
-	ctx := msg.Context()
-	req := &functions.Request{Input: in}
-	if claim.Volume != nil {
-		req.Volume = new(functions.Volume)
-		if err := json.Unmarshal(claim.Volume, req.Volume); err != nil {
-			_ = d.guard.Release(ctx, volumeID, claim.Lock)
-			return "error", fmt.Errorf("registry record of %s: %w", volumeID, err)
-		}
-	}
-	held, err := d.lockSources(ctx, in, volumeID, reqKey, req)
-	if err != nil {
-		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
-		if errors.Is(err, ErrBusy) {
-			return "busy", err
-		}
-		return "error", err
-	}
-	defer d.releaseSources(ctx, held)
-	release := func(err error) (string, error) {
-		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
-		return "error", err
-	}
-
-	start, err := events.Build(in, d.fn.Start(req), d.cfg.OutputMode)
-	if err != nil {
-		_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
-		return "dead_letter", d.deadLetter(msg, "start result not built: "+err.Error())
-	}
-	if err := d.publish(start); err != nil {
-		return release(err)
-	}
-	crashPoint(d.cfg.CrashAt, "after-start")
-
-	actx, stop := d.guard.keepLease(ctx, volumeID, claim.Lock, claim.At)
-	stops := []func() bool{stop}
-	for _, h := range held {
-		var s func() bool
-		actx, s = d.guard.keepLease(actx, h.volumeID, h.lock, h.at)
-		stops = append(stops, s)
-	}
-	req.Progress = d.progress(actx, in)
-	req.Save = func(sctx context.Context, v *functions.Volume) error {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		return d.guard.Save(sctx, volumeID, claim.Lock, b)
-	}
-	out, deadLetterReason := d.act(actx, req)
-	lost := false
-	for i := len(stops) - 1; i >= 0; i-- {
-		lost = stops[i]() || lost
-	}
-	if lost {
-		// Another owner may have taken over: its outcome stands.
-		d.log.Warn("lease lost while the driver ran; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
-		d.undoIfDeleted(ctx, req, out, volumeID)
-		return "lease_lost", ErrLeaseLost
-	}
-	if err := ctx.Err(); err != nil { // shutting down mid-request
-		return release(err)
-	}
-	crashPoint(d.cfg.CrashAt, "after-act")
-
-	st := stored{Fingerprint: in.Fingerprint()}
-	for _, r := range out.Results {
-		rec, err := events.Build(in, r, d.cfg.OutputMode)
-		if err != nil {
-			// A result that cannot be built never will be: park the
-			// request rather than stop the partition.
-			_ = d.guard.Release(context.WithoutCancel(ctx), volumeID, claim.Lock)
-			return "dead_letter", d.deadLetter(msg, "result not built: "+err.Error())
-		}
-		st.Results = append(st.Results, rec)
-	}
-	if deadLetterReason != "" {
-		dl := d.deadLetterRecord(msg, deadLetterReason)
-		st.DeadLetter = &dl
-	}
-	body, err := json.Marshal(st)
-	if err != nil {
-		return release(err)
-	}
-	var vol []byte
-	if out.Volume != nil {
-		if vol, err = json.Marshal(out.Volume); err != nil {
-			return release(err)
-		}
-	}
-	if err := d.guard.Complete(ctx, volumeID, reqKey, claim.Lock, body, vol); err != nil {
-		if errors.Is(err, ErrLeaseLost) {
-			d.log.Warn("fencing token stale at complete; not publishing", "type", in.Type(), "volume", volumeID, "token", claim.Token)
-			d.undoIfDeleted(ctx, req, out, volumeID)
-			return "lease_lost", err
-		}
-		return release(err)
-	}
-	crashPoint(d.cfg.CrashAt, "after-complete")
-	if err := d.publishStored(body); err != nil {
-		return "error", err // stored: the redelivery publishes it
-	}
-	crashPoint(d.cfg.CrashAt, "after-publish")
-	if len(out.Results) > 0 && out.Results[0].Data.Error != nil {
-		if deadLetterReason != "" {
-			return "dead_letter", nil
-		}
-		return "failed", nil
-	}
-	return "done", nil
 }
 
 // undoIfDeleted is the stale owner's clean-up: its outcome was not stored
@@ -285,63 +349,6 @@ func (d *delivery) undoIfDeleted(ctx context.Context, req *functions.Request, ou
 		return
 	}
 	d.log.Info("stale owner removed what it made after the volume was deleted", "volume", volumeID)
-}
-
-// heldLock is a source volume's lock held for one request.
-type heldLock struct {
-	volumeID, lock string
-	at             time.Time
-}
-
-// lockSources locks the volumes a Sourced function reads besides its own,
-// in id order, and puts their records in req.Sources. If one is busy, the
-// ones taken are given back and ErrBusy returned: the request waits its
-// turn like any other (two creates that each hold the other's source both
-// back off, with jitter, instead of deadlocking).
-func (d *delivery) lockSources(ctx context.Context, in *events.Request, volumeID, reqKey string, req *functions.Request) ([]heldLock, error) {
-	sf, ok := d.fn.(functions.Sourced)
-	if !ok {
-		return nil, nil
-	}
-	ids, err := sf.Sources(ctx, in)
-	if err != nil {
-		return nil, fmt.Errorf("sources of %s: %w", volumeID, err)
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	var held []heldLock
-	req.Sources = map[string]*functions.Volume{}
-	for _, id := range ids {
-		if id == volumeID {
-			req.Sources[id] = req.Volume
-			continue
-		}
-		c, err := d.guard.Lock(ctx, id, reqKey, d.owner)
-		if err == nil && c.State == Busy {
-			err = ErrBusy
-		}
-		if err != nil {
-			d.releaseSources(ctx, held)
-			return nil, err
-		}
-		held = append(held, heldLock{id, c.Lock, c.At})
-		var v *functions.Volume
-		if c.Volume != nil {
-			v = new(functions.Volume)
-			if err := json.Unmarshal(c.Volume, v); err != nil {
-				d.releaseSources(ctx, held)
-				return nil, fmt.Errorf("registry record of %s: %w", id, err)
-			}
-		}
-		req.Sources[id] = v
-	}
-	return held, nil
-}
-
-func (d *delivery) releaseSources(ctx context.Context, held []heldLock) {
-	for _, h := range held {
-		_ = d.guard.Release(context.WithoutCancel(ctx), h.volumeID, h.lock)
-	}
 }
 
 // act runs the function, retrying transient errors with exponential backoff
@@ -385,39 +392,6 @@ func (d *delivery) runOnce(ctx context.Context, req *functions.Request) (out fun
 	return d.fn.Run(ctx, req)
 }
 
-// progress returns the callback that publishes <op>.progress at most once a
-// second (and always for 100%). Progress results are not stored: a re-run
-// reports its own, with the same id for the same percent.
-func (d *delivery) progress(ctx context.Context, in *events.Request) func(int) {
-	var mu sync.Mutex
-	var last time.Time
-	lastPct := -1
-	clock := d.now
-	if clock == nil {
-		clock = time.Now
-	}
-	return func(pct int) {
-		mu.Lock()
-		defer mu.Unlock()
-		now := clock()
-		if pct <= lastPct || (pct < 100 && now.Sub(last) < time.Second) || ctx.Err() != nil {
-			return
-		}
-		last, lastPct = now, pct
-		p := pct
-		rec, err := events.Build(in, events.Result{
-			Type: events.ResultType(in.Type(), events.PhaseProgress), Source: "/ember/" + d.env.Instance,
-			Discriminator: strconv.Itoa(pct), Data: events.ResultData{VolumeID: in.VolumeID(), Percent: &p},
-		}, d.cfg.OutputMode)
-		if err == nil {
-			err = d.publish(rec)
-		}
-		if err != nil {
-			d.log.Warn("progress not published", "err", err)
-		}
-	}
-}
-
 func (d *delivery) publishStored(body []byte) error {
 	var st stored
 	if err := json.Unmarshal(body, &st); err != nil {
@@ -441,103 +415,3 @@ func (d *delivery) publish(recs ...events.Record) error {
 	return nil
 }
 
-// deadLetter parks msg on <topic>.dlq with the reason, then acks it. A
-// dead letter always fits what the producer sends (deadLetterRecord bounds
-// it); should the broker still refuse it for its size, a dead letter with
-// the coordinates and no body goes instead, so that the partition moves on.
-// Only a failure to publish even that (Kafka away) nacks the message.
-func (d *delivery) deadLetter(msg *message.Message, reason string) error {
-	rec := d.deadLetterRecord(msg, reason)
-	topic := d.cfg.TopicPrefix + rec.Type
-	err := d.pub.Publish(topic, rec.Message())
-	if err != nil && tooLarge(err) {
-		d.log.Warn("dead letter refused for its size; sending its coordinates only", "topic", rec.Type, "err", err)
-		rec.Value = nil
-		rec.Headers = deadLetterHeaders(rec.Headers)
-		rec.Headers[HeaderDLQTruncated] = "true"
-		err = d.pub.Publish(topic, rec.Message())
-	}
-	if err != nil {
-		return fmt.Errorf("dead letter to %s: %w", rec.Type, err)
-	}
-	d.log.Warn("dead-lettered", "topic", rec.Type, "reason", reason, "offset", rec.Headers[HeaderDLQOffset])
-	return nil
-}
-
-// tooLarge reports a producer or broker refusal of a record for its size:
-// sending it again can never work.
-func tooLarge(err error) bool {
-	return errors.Is(err, sarama.ErrMessageSizeTooLarge) ||
-		strings.Contains(err.Error(), sarama.ErrMessageSizeTooLarge.Error())
-}
-
-// Dead-letter headers (the reason and where the record came from).
-const (
-	HeaderDLQReason    = "ember_dlq_reason"
-	HeaderDLQTopic     = "ember_dlq_topic"
-	HeaderDLQPartition = "ember_dlq_partition"
-	HeaderDLQOffset    = "ember_dlq_offset"
-	// HeaderDLQSize is the original value's length in bytes; with
-	// HeaderDLQTruncated "true" the dead letter carries only its first
-	// MaxDeadLetterValue bytes (none when even that was refused).
-	HeaderDLQSize      = "ember_dlq_size"
-	HeaderDLQTruncated = "ember_dlq_truncated"
-	// HeaderDLQHeadersDropped counts the original headers left out because
-	// together they exceeded events.MaxHeaderBytes.
-	HeaderDLQHeadersDropped = "ember_dlq_headers_dropped"
-)
-
-// Bounds of a dead letter: far below the producer's 1,000,000 bytes, so a
-// dead letter always fits, whatever arrived.
-const (
-	MaxDeadLetterValue = 128 << 10
-	maxDeadLetterKey   = 256
-	maxDLQReason       = 1 << 10
-)
-
-func (d *delivery) deadLetterRecord(msg *message.Message, reason string) events.Record {
-	orig := events.Headers(msg)
-	size := 0
-	for k, v := range orig {
-		size += len(k) + len(v)
-	}
-	h := map[string]string{}
-	if size <= events.MaxHeaderBytes {
-		h = orig
-	} else {
-		h[HeaderDLQHeadersDropped] = strconv.Itoa(len(orig))
-	}
-	h = deadLetterHeaders(h)
-	h[HeaderDLQReason] = events.Truncate(reason, maxDLQReason)
-	h[HeaderDLQTopic] = d.cfg.TopicPrefix + d.fn.Type()
-	if p, ok := kafka.MessagePartitionFromCtx(msg.Context()); ok {
-		h[HeaderDLQPartition] = strconv.Itoa(int(p))
-	}
-	if o, ok := kafka.MessagePartitionOffsetFromCtx(msg.Context()); ok {
-		h[HeaderDLQOffset] = strconv.FormatInt(o, 10)
-	}
-	h[HeaderDLQSize] = strconv.Itoa(len(msg.Payload))
-	value := msg.Payload
-	if len(value) > MaxDeadLetterValue {
-		value = value[:MaxDeadLetterValue]
-		h[HeaderDLQTruncated] = "true"
-	}
-	key := events.Key(msg)
-	if len(key) > maxDeadLetterKey {
-		key = key[:maxDeadLetterKey]
-	}
-	return events.Record{ID: msg.UUID, Type: d.fn.Type() + ".dlq", Key: key, Headers: h, Value: value}
-}
-
-// deadLetterHeaders keeps of h what a dead letter with no body may carry:
-// Ember's own dead-letter headers (the original ones may be what was too
-// large).
-func deadLetterHeaders(h map[string]string) map[string]string {
-	out := map[string]string{}
-	for k, v := range h {
-		if strings.HasPrefix(k, "ember_dlq_") {
-			out[k] = v
-		}
-	}
-	return out
-}

@@ -181,7 +181,9 @@ func New(cfg Config, guard *Guard, env *functions.Env, fns map[string]functions.
 		}
 		d := &delivery{fn: fns[typ], env: env, guard: guard, pub: pub, cfg: &cfg, owner: owner, metrics: metrics,
 			log: log.With("function", typ)}
-		r.AddConsumerHandler(typ, cfg.Topic(typ), sub, d.handle)
+		h := r.AddConsumerHandler(typ, cfg.Topic(typ), sub, d.handle)
+		// Outermost first: every delivery is counted, a panic included.
+		h.AddMiddleware(metrics.Middleware(typ), d.recoverToDeadLetter)
 	}
 	return &Service{router: r, pub: pub, Metrics: metrics}, nil
 }

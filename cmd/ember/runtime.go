@@ -54,7 +54,7 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 		if err != nil {
 			return nil, err
 		}
-		d, err := drivers.Open(b, ex)
+		d, err := drivers.Open(b, drivers.Bounded(ex, b.MaxCommands))
 		if err != nil {
 			return nil, err
 		}
