@@ -269,6 +269,12 @@ type VolumeUpload struct {
 	ProjectID  string `json:"project_id"`
 	ImageID    string `json:"image_id"`
 	DiskFormat string `json:"disk_format"`
+	// Public, when given, shares the image with every project (true) or
+	// keeps it to its owner (false); omitted keeps an image as it is, and
+	// a new one private. Only the image's owner project may set it: the
+	// upload of another project is refused. A value that is not a JSON
+	// boolean is invalid (decoding fails).
+	Public *bool `json:"public,omitempty"`
 }
 
 func (p *VolumeUpload) Validate() error {

@@ -22,6 +22,23 @@ import (
 // re-run after a crash in (1) copies again (the destination create is
 // idempotent; the LVM copy starts over); after the checkpoint it does (2)
 // only.
+//
+// Two backend entries may name one storage (two `file` backends on one
+// directory, two names for one VG or pool). A copy there is the volume
+// itself, and step (2) would delete the only copy. So before copying, the
+// backends' location_info (GetVolumeStats) is compared (sameStorage), and
+// the destination is asked whether it already holds the volume (Lister).
+// When both say "the same storage" and the two entries make volumes alike,
+// the migration moves the record only: nothing is copied or deleted, and
+// the volume is on the destination, which is what the request asked for.
+// One storage with different settings (thick and thin LVM over one VG,
+// raw and qcow2 file backends over one directory) is refused: a record
+// move would leave the volume as the source made it. A destination that
+// holds a volume of this id which this migration did not begin to make
+// (Volume.MigratingTo) is refused too, whatever location_info says: it is
+// the same storage under names that do not show it (a symlinked directory),
+// or someone else's leftover, and it is never written over nor is the
+// source deleted after it.
 type MigrateVolume struct{ onVolume }
 
 func newMigrateVolume(env *Env) *MigrateVolume {
@@ -37,6 +54,7 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	}
 	if v.Migration == nil {
 		if v.Backend == p.DestBackend {
+			v.MigratingTo = ""
 			return f.end(r, v, began, StatusAvailable, nil), nil // there already
 		}
 		if len(v.Snapshots) > 0 {
@@ -45,6 +63,38 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		dst, err := f.env.driver(p.DestBackend)
 		if err != nil {
 			return f.Fail(r, fail(CodeInvalid, "dest_backend %q is not configured here", p.DestBackend)), nil
+		}
+		same, err := sameStorage(ctx, src, dst, v)
+		if err != nil {
+			return driverFailure(f, r, err)
+		}
+		held, err := holds(ctx, dst, v.ID)
+		if err != nil {
+			return driverFailure(f, r, err)
+		}
+		switch ours := v.MigratingTo == p.DestBackend; {
+		case held && !ours && same.same && same.alike:
+			// One storage under two names: the volume is there already.
+			v.Backend, v.MigratingTo = p.DestBackend, ""
+			return f.end(r, v, began, StatusAvailable, nil), nil
+		case held && !ours && same.same:
+			return f.Fail(r, fail(CodeInvalid, "backends %s and %s are one storage (%s) with different settings: "+
+				"nothing to copy, and moving the record would leave the volume as %s made it; nothing was done",
+				v.Backend, p.DestBackend, same.why, v.Backend)), nil
+		case held && !ours:
+			return f.Fail(r, fail(string(drivers.KindConflict), "backend %s already holds a volume %s that this migration did not make "+
+				"(the same storage under another name, or a leftover: see ember reconcile); nothing was copied or deleted",
+				p.DestBackend, v.ID)), nil
+		}
+		// From here the destination's copy is this migration's: a re-run
+		// after a crash may write over what an earlier try left there.
+		if r.Save != nil && v.MigratingTo != p.DestBackend {
+			marked := v.Clone()
+			marked.MigratingTo = p.DestBackend
+			if err := r.Save(ctx, marked); err != nil {
+				return Outcome{}, drivers.Wrap(drivers.KindUnavailable, "migration start", err)
+			}
+			v = marked
 		}
 		near, mu, err := f.assisted(ctx, src, dst, v)
 		if err != nil {
@@ -68,16 +118,44 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 	} else if v.Migration.FromBackend == p.DestBackend {
 		return f.Fail(r, fail(string(drivers.KindConflict), "volume %s is finishing a migration from %s; migrate again after it", v.ID, p.DestBackend)), nil
 	}
-	old, err := f.env.driver(v.Migration.FromBackend)
-	if err != nil {
-		return Outcome{}, err // the source backend left the config: retry, then dead-letter
+	old, ok := f.env.Backends[v.Migration.FromBackend]
+	if !ok {
+		// Retried, then dead-lettered with the record still remembering
+		// the old copy: once the backend is configured again, `ember dlq
+		// replay` finishes the delete. The volume is whole on Backend.
+		return Outcome{}, drivers.Errorf(drivers.KindUnavailable, "delete the old copy of "+v.ID,
+			"backend %q, which holds it, is not configured here", v.Migration.FromBackend)
 	}
-	err = old.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB, ProviderLocation: v.Migration.FromProviderLocation})
-	if err != nil && !drivers.IsKind(err, drivers.KindNotFound) {
+	if err := f.deleteOld(ctx, old, v); err != nil {
 		return Outcome{}, err // the data is safe on the destination: retry the delete
 	}
 	v.Migration = nil
 	return f.end(r, v, began, StatusAvailable, nil), nil
+}
+
+// deleteOld deletes the source copy of a migration past its checkpoint,
+// unless the old and new backends are one storage where the volume lives
+// (a record moved by an Ember without the check above): there the old
+// copy is the volume.
+func (f *MigrateVolume) deleteOld(ctx context.Context, old drivers.Driver, v *Volume) error {
+	from := v.Clone()
+	from.ProviderLocation = v.Migration.FromProviderLocation
+	cur, err := f.env.driver(v.Backend)
+	if err != nil {
+		return err
+	}
+	same, err := sameStorage(ctx, old, cur, from)
+	if err != nil {
+		return err
+	}
+	if same.same {
+		return nil
+	}
+	err = old.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB, ProviderLocation: v.Migration.FromProviderLocation})
+	if err != nil && !drivers.IsKind(err, drivers.KindNotFound) {
+		return err
+	}
+	return nil
 }
 
 // copy makes v on dst and streams its bytes there; it returns the record
@@ -106,7 +184,7 @@ func (f *MigrateVolume) copy(ctx context.Context, r *Request, v *Volume, src, ds
 func movedTo(v *Volume, dest, location string) *Volume {
 	moved := v.Clone()
 	moved.Migration = &Migration{FromBackend: v.Backend, FromProviderLocation: v.ProviderLocation}
-	moved.Backend, moved.ProviderLocation = dest, location
+	moved.Backend, moved.ProviderLocation, moved.MigratingTo = dest, location, ""
 	return moved
 }
 
@@ -118,7 +196,13 @@ func (f *MigrateVolume) failCopy(ctx context.Context, r *Request, v *Volume, dst
 		return Outcome{}, err
 	}
 	_ = dst.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB})
-	return f.Fail(r, err), nil
+	out := f.Fail(r, err)
+	if v.MigratingTo != "" {
+		// The record as it was before the migration began.
+		v.MigratingTo = ""
+		out.Volume = v
+	}
+	return out, nil
 }
 
 // Migrator is a driver that can copy a volume itself when the destination

@@ -38,6 +38,11 @@ type Volume struct {
 	// Migration is set while a migration that has copied the volume to its
 	// new backend (Backend) has yet to delete the old copy.
 	Migration *Migration `json:"migration,omitempty"`
+	// MigratingTo names the backend a migration has begun to copy the
+	// volume to, before its checkpoint: what that backend then holds under
+	// the volume's name is this migration's to overwrite. Without it, a
+	// volume found there is not the migration's (functions/migrate.go).
+	MigratingTo string `json:"migrating_to,omitempty"`
 }
 
 // Migration is the checkpoint of a migration between its two steps.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ember-storage/ember/drivers"
+	"github.com/ember-storage/ember/drivers/imagestore"
 	"github.com/ember-storage/ember/events"
 )
 
@@ -173,7 +174,10 @@ func (f *CreateVolume) sourceVolume(r *Request, p *events.VolumeRequest) (*Volum
 }
 
 // fromImage creates a blank volume and writes the image into it: Fetcher
-// allows only configured URL prefixes and turns qcow2 into raw.
+// allows only configured URL prefixes and turns qcow2 into raw. An image
+// inside the image store is read only by its owner project, or by all when
+// public; another project's is refused (forbidden) before anything is
+// made, and the refusal says no more than that.
 func (f *CreateVolume) fromImage(ctx context.Context, r *Request, p *events.VolumeRequest, d drivers.Driver) (drivers.ModelUpdate, error) {
 	if f.env.Fetcher == nil {
 		return drivers.ModelUpdate{}, fail(string(drivers.KindNotSupported), "no image source is configured (images.allowed_prefixes)")
@@ -184,7 +188,11 @@ func (f *CreateVolume) fromImage(ctx context.Context, r *Request, p *events.Volu
 	}
 	fetch := *f.env.Fetcher
 	fetch.MaxSize = size
+	fetch.Images, fetch.Project = f.env.Images, p.ProjectID
 	img, length, err := fetch.Open(ctx, p.Source.URL)
+	if errors.Is(err, imagestore.ErrForbidden) {
+		return drivers.ModelUpdate{}, fail(CodeForbidden, "source image belongs to another project")
+	}
 	if err != nil {
 		return drivers.ModelUpdate{}, err
 	}

@@ -43,6 +43,13 @@ type Fetcher struct {
 	TempDir string
 	// Executor runs qemu-img on this host; nil means a LocalExecutor.
 	Executor drivers.Executor
+	// Images, when set, is the image store: a file:// image that resolves
+	// inside its Dir is opened only when Project may read it
+	// (Store.Readable), else the error wraps ErrForbidden. Images outside
+	// the store, at prefixes the operator allowed, are readable by all.
+	Images *Store
+	// Project is the project asking, set per request.
+	Project string
 }
 
 const fetchOp = "fetch image"
@@ -136,6 +143,13 @@ func (f *Fetcher) openFile(loc location) (*os.File, error) {
 	}
 	if !f.resolvedAllowed(real) {
 		return nil, drivers.Errorf(drivers.KindInvalid, op, "resolves to %s, outside the allowed prefixes", real)
+	}
+	// The owner check reads the resolved path, so that a link elsewhere
+	// cannot reach another project's image.
+	if f.Images.holds(real) {
+		if err := f.Images.Readable(real, f.Project); err != nil {
+			return nil, err
+		}
 	}
 	file, err := os.Open(real)
 	if err != nil {

@@ -24,7 +24,8 @@ const (
 
 const tmpPrefix = ".tmp-"
 
-// Store keeps uploaded images as <Dir>/<image_id>.<disk_format>.
+// Store keeps uploaded images as <Dir>/<image_id>.<disk_format>, each with
+// its owner record <Dir>/<image_id>.owner (owner.go).
 type Store struct {
 	// Dir is an absolute directory on this host; it is created on first Put.
 	Dir string
@@ -59,11 +60,14 @@ func (s *Store) qemuImg() qemuImg {
 	return qemuImg{ex: s.Executor}
 }
 
-// Put stores size raw bytes from r as image imageID in diskFormat. The image
-// appears whole or not at all (temp file, then rename). An image already
-// there of the same format and size is success without reading r: a
-// redelivered upload; one of another size is a conflict.
-func (s *Store) Put(ctx context.Context, imageID, diskFormat string, r io.Reader, size int64) error {
+// Put stores size raw bytes from r as image imageID in diskFormat, owned by
+// u's project. The owner record comes first (claim): an id another project
+// owns, or an image placed by the operator, is refused with ErrForbidden
+// and nothing is written. The image appears whole or not at all (temp
+// file, then rename). An image of the owner already there of the same
+// format and size is success without reading r: a redelivered upload (its
+// public flag is set as u asks); one of another size is a conflict.
+func (s *Store) Put(ctx context.Context, imageID, diskFormat string, u Uploader, r io.Reader, size int64) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -75,11 +79,14 @@ func (s *Store) Put(ctx context.Context, imageID, diskFormat string, r io.Reader
 	if size <= 0 {
 		return drivers.Errorf(drivers.KindInvalid, op, "size %d must be positive", size)
 	}
-	if done, err := s.stored(ctx, final, diskFormat, size); err != nil || done {
-		return drivers.Wrap(drivers.KindOf(err), op, err)
-	}
 	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
 		return drivers.Wrap(drivers.KindBackend, op, err)
+	}
+	if err := s.claim(imageID, u); err != nil {
+		return err
+	}
+	if done, err := s.stored(ctx, final, diskFormat, size); err != nil || done {
+		return drivers.Wrap(drivers.KindOf(err), op, err)
 	}
 	if err := s.removeTemps(imageID); err != nil {
 		return drivers.Wrap(drivers.KindBackend, op, err)

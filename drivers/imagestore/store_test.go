@@ -17,7 +17,11 @@ import (
 const (
 	image1 = "b1000000-0000-4000-8000-000000000001"
 	image2 = "b2000000-0000-4000-8000-000000000002"
+	projA  = "0c9d5c3f2b1a4e8d9f7a6b5c4d3e2f10"
+	projB  = "1d9d5c3f2b1a4e8d9f7a6b5c4d3e2f11"
 )
+
+var uploaderA = Uploader{ProjectID: projA}
 
 // volumeBytes looks like a small volume: random data, a hole, a text run.
 func volumeBytes(size int, seed uint64) []byte {
@@ -49,10 +53,10 @@ func TestPutRawAndQcow2ReadBack(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
 	data := volumeBytes(3<<20+512, 1)
 
-	if err := s.Put(ctx, image1, FormatRaw, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := s.Put(ctx, image1, FormatRaw, uploaderA, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("Put raw: %v", err)
 	}
-	if err := s.Put(ctx, image1, FormatQcow2, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := s.Put(ctx, image1, FormatQcow2, uploaderA, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("Put qcow2: %v", err)
 	}
 	rawPath := filepath.Join(s.Dir, image1+".raw")
@@ -74,8 +78,8 @@ func TestPutRawAndQcow2ReadBack(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(s.Dir)
-	if len(entries) != 2 {
-		t.Fatalf("store holds %v; want the two images and no temp files", entries)
+	if len(entries) != 3 {
+		t.Fatalf("store holds %v; want the two images, their owner record and no temp files", entries)
 	}
 }
 
@@ -85,14 +89,14 @@ func TestPutRedeliveredIsDone(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
 	data := volumeBytes(1<<20, 2)
 	for _, format := range []string{FormatRaw, FormatQcow2} {
-		if err := s.Put(ctx, image1, format, bytes.NewReader(data), int64(len(data))); err != nil {
+		if err := s.Put(ctx, image1, format, uploaderA, bytes.NewReader(data), int64(len(data))); err != nil {
 			t.Fatal(err)
 		}
 		// A redelivered upload must not read the volume again.
-		if err := s.Put(ctx, image1, format, failingReader{}, int64(len(data))); err != nil {
+		if err := s.Put(ctx, image1, format, uploaderA, failingReader{}, int64(len(data))); err != nil {
 			t.Fatalf("redelivered Put %s = %v", format, err)
 		}
-		err := s.Put(ctx, image1, format, failingReader{}, 2<<20)
+		err := s.Put(ctx, image1, format, uploaderA, failingReader{}, 2<<20)
 		if !drivers.IsKind(err, drivers.KindConflict) {
 			t.Fatalf("Put %s of another size = %v; want KindConflict", format, err)
 		}
@@ -116,16 +120,17 @@ func TestPutRefuses(t *testing.T) {
 		{"stream shorter than size", image2, FormatRaw, data, int64(len(data)) + 1, drivers.KindBackend},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := s.Put(ctx, tc.id, tc.format, bytes.NewReader(tc.data), tc.size)
+			err := s.Put(ctx, tc.id, tc.format, uploaderA, bytes.NewReader(tc.data), tc.size)
 			if !drivers.IsKind(err, tc.kind) {
 				t.Fatalf("Put = %v; want %s", err, tc.kind)
 			}
 		})
 	}
-	if err := s.Put(ctx, image2, FormatRaw, failingReader{}, 1<<20); err == nil || !strings.Contains(err.Error(), "volume went away") {
+	if err := s.Put(ctx, image2, FormatRaw, uploaderA, failingReader{}, 1<<20); err == nil || !strings.Contains(err.Error(), "volume went away") {
 		t.Fatalf("Put from a failing volume = %v", err)
 	}
-	if entries, _ := os.ReadDir(s.Dir); len(entries) != 0 {
-		t.Fatalf("failed uploads left %v", entries)
+	// Only the owner record stays: the id is A's, whose retry finishes it.
+	if entries, _ := os.ReadDir(s.Dir); len(entries) != 1 || entries[0].Name() != image2+".owner" {
+		t.Fatalf("failed uploads left %v; want only %s.owner", entries, image2)
 	}
 }

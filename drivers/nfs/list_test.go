@@ -12,7 +12,7 @@ import (
 )
 
 func findVolumes(dir, names string) exectest.Step {
-	return exectest.Step{Args: []string{"find", dir, "-ignore_readdir_race", "-mindepth", "1", "-maxdepth", "1",
+	return exectest.Step{Args: []string{"find", "-H", dir, "-ignore_readdir_race", "-mindepth", "1", "-maxdepth", "1",
 		"-type", "f", "-name", "volume-*", "-printf", `%f\0`}, Stdout: names}
 }
 

@@ -23,8 +23,11 @@ func (d *Driver) ListVolumes(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		// -ignore_readdir_race: a file deleted between readdir and stat
-		// (a concurrent delete) is not an error, as in capacity.
-		out, err := d.cmd(ctx, "find "+dir, "find", dir, "-ignore_readdir_race", "-mindepth", "1", "-maxdepth", "1",
+		// (a concurrent delete) is not an error, as in capacity. -H: a
+		// share directory that is a symlink is listed (every other
+		// operation reaches its files through the link); links inside it
+		// are still not volumes.
+		out, err := d.cmd(ctx, "find "+dir, "find", "-H", dir, "-ignore_readdir_race", "-mindepth", "1", "-maxdepth", "1",
 			"-type", "f", "-name", "volume-*", "-printf", `%f\0`)
 		if err != nil {
 			return nil, err
