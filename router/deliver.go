@@ -414,4 +414,3 @@ func (d *delivery) publish(recs ...events.Record) error {
 	}
 	return nil
 }
-

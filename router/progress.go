@@ -41,4 +41,3 @@ func (d *delivery) progress(ctx context.Context, in *events.Request) func(int) {
 		}
 	}
 }
-

@@ -67,4 +67,3 @@ func (d *delivery) releaseSources(ctx context.Context, held []heldLock) {
 		_ = d.guard.Release(context.WithoutCancel(ctx), h.volumeID, h.lock)
 	}
 }
-
