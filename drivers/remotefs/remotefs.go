@@ -75,6 +75,10 @@ type Driver struct {
 	ex     drivers.Executor
 	target *tgt.Helper
 
+	// prov caches each share's scanned provisioned bytes (stats.go).
+	provMu sync.Mutex
+	prov   map[string]provisioned
+
 	mountMu sync.Mutex
 	// mounting serialises mounts per share: two mounts of one share on one
 	// mount point would stack (FUSE allows it).
@@ -118,6 +122,7 @@ func New(cfg Config, ex drivers.Executor) (*Driver, error) {
 		ex:          ex,
 		target:      target,
 		mounting:    map[string]*sync.Mutex{},
+		prov:        map[string]provisioned{},
 	}, nil
 }
 

@@ -78,6 +78,7 @@ func (d *Driver) CreateVolume(ctx context.Context, vol drivers.Volume) (drivers.
 	if err := d.rename(ctx, tmp, v.base()); err != nil {
 		return drivers.ModelUpdate{}, err
 	}
+	d.placed(v.share, size)
 	return drivers.ModelUpdate{ProviderLocation: v.share}, nil
 }
 
@@ -227,5 +228,6 @@ func (d *Driver) copyVolume(ctx context.Context, vol drivers.Volume, src volume,
 	if err := d.rename(ctx, tmp, v.base()); err != nil {
 		return drivers.ModelUpdate{}, err
 	}
+	d.placed(v.share, size)
 	return drivers.ModelUpdate{ProviderLocation: v.share}, nil
 }
