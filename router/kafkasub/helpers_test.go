@@ -196,9 +196,9 @@ func await(t testing.TB, what string, ch <-chan struct{}) {
 type journal struct {
 	mu      sync.Mutex
 	lines   []string
-	busy    map[string]bool    // key -> a handler of it is running
-	last    map[string]int64   // key -> offset of its last finished record
-	acked   map[int64]bool     // offsets finished
+	busy    map[string]bool  // key -> a handler of it is running
+	last    map[string]int64 // key -> offset of its last finished record
+	acked   map[int64]bool   // offsets finished
 	running int
 	maxRun  int
 	errs    []string
