@@ -255,6 +255,9 @@ func TestCloseDrainsThenResumesFromOldestUnfinished(t *testing.T) {
 				// Finishes once Close has begun, within the drain timeout.
 				<-closing
 				time.Sleep(100 * time.Millisecond)
+				if msg.Context().Err() != nil {
+					t.Error("offset 1's context was cancelled before the drain timeout")
+				}
 			case 2, 5:
 				<-msg.Context().Done()
 				cancelled.Add(1)
@@ -297,6 +300,52 @@ func TestCloseDrainsThenResumesFromOldestUnfinished(t *testing.T) {
 		})
 		await(t, "offsets 2..9 from the new subscriber", all)
 		eventually(t, "committed offset 10", func() bool { return e.committed(0) == 10 })
+	})
+}
+
+// A handler that ignores its cancelled context does not hold Close up past
+// DrainTimeout+CancelGrace: its record is abandoned unfinished (the
+// committed offset stays at it) and its late Ack goes nowhere.
+func TestCloseAbandonsHandlerIgnoringContext(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, brokers []string) {
+		e := newEnv(t, brokers, 1)
+		e.produce(0, "a", "stuck")
+		e.produce(0, "b", "fine")
+		sub := e.subscriber(func(c *Config) { c.DrainTimeout, c.CancelGrace = 100*time.Millisecond, 100*time.Millisecond })
+		msgs, err := sub.Subscribe(context.Background(), e.topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stuck *message.Message
+		for range 2 {
+			select {
+			case m := <-msgs:
+				if string(m.Payload) == "stuck" {
+					stuck = m
+				} else {
+					m.Ack()
+				}
+			case <-time.After(waitLimit):
+				t.Fatal("gave up waiting for the two records")
+			}
+		}
+		eventually(t, "the fine record finished", func() bool { return sub.InFlight() == 1 })
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, open := <-msgs; open {
+			t.Error("Subscribe's channel still open after Close")
+		}
+		if stuck.Context().Err() == nil {
+			t.Error("the abandoned message's context is not cancelled")
+		}
+		if n := sub.InFlight(); n != 0 {
+			t.Errorf("InFlight after Close = %d, want 0", n)
+		}
+		stuck.Ack() // late: must neither block nor panic
+		if got := e.committed(0); got != 0 {
+			t.Errorf("committed offset = %d, want 0 (the abandoned record)", got)
+		}
 	})
 }
 
