@@ -31,7 +31,7 @@ const (
 type record struct {
 	offset int64
 	key    string
-	tmpl   *message.Message // the unmarshaled message; each emission is a copy
+	tmpl   *message.Message // the unmarshaled message, emitted first; redeliveries copy it
 	msg    *message.Message // the current emission, while ready or emitted
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -187,7 +187,13 @@ func (p *partition) unmarshal(km *sarama.ConsumerMessage) (msg *message.Message)
 }
 
 func (p *partition) makeReady(r *record) {
-	r.msg = r.tmpl.Copy() // fresh Ack/Nack channels; same UUID, metadata, payload
+	if r.nacks == 0 {
+		r.msg = r.tmpl // first emission
+	} else {
+		// A message is acked or nacked once: a redelivery is a copy with
+		// fresh Ack/Nack channels (same UUID, metadata and payload).
+		r.msg = r.tmpl.Copy()
+	}
 	r.msg.SetContext(r.ctx)
 	r.state = ready
 	p.readyQ = append(p.readyQ, r)
