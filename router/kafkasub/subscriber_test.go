@@ -303,6 +303,45 @@ func TestCloseDrainsThenResumesFromOldestUnfinished(t *testing.T) {
 	})
 }
 
+// A rebalance revokes the partitions of a member: its message in a handler
+// is cancelled after the drain timeout, and only then is the record
+// delivered again, to the partition's next owner: never two handlers of it
+// at once.
+func TestRebalanceDrainsBeforeHandOver(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, brokers []string) {
+		e := newEnv(t, brokers, 2)
+		e.produce(0, "slow", "slow")
+		for i := range 4 {
+			e.produce(int32(i%2), fmt.Sprintf("k%d", i), "x")
+		}
+		j := newJournal()
+		var attempts atomic.Int32
+		running, again := make(chan struct{}), make(chan struct{})
+		handler := func(msg *message.Message) error {
+			j.start(msg)
+			if string(msg.Payload) == "slow" {
+				switch attempts.Add(1) {
+				case 1:
+					close(running)
+					<-msg.Context().Done() // the revocation's drain cancels it
+					j.end(msg, false)
+					return msg.Context().Err()
+				case 2:
+					close(again)
+				}
+			}
+			j.end(msg, true)
+			return nil
+		}
+		adjust := func(c *Config) { c.DrainTimeout = 500 * time.Millisecond }
+		e.route(e.subscriber(adjust), handler)
+		await(t, "the slow record in a handler", running)
+		e.route(e.subscriber(adjust), handler) // a second member joins: rebalance
+		await(t, "the slow record delivered again after the rebalance", again)
+		j.check(t)
+	})
+}
+
 // A handler that ignores its cancelled context does not hold Close up past
 // DrainTimeout+CancelGrace: its record is abandoned unfinished (the
 // committed offset stays at it) and its late Ack goes nowhere.
