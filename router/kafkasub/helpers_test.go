@@ -202,6 +202,9 @@ type journal struct {
 	running int
 	maxRun  int
 	errs    []string
+	// redelivery allows a finished record to start again (the records
+	// after the oldest unfinished one of a revoked partition).
+	redelivery bool
 }
 
 func newJournal() *journal {
@@ -226,7 +229,7 @@ func (j *journal) start(msg *message.Message) {
 	if j.busy[k] {
 		j.errs = append(j.errs, fmt.Sprintf("key %q: offset %d started while an earlier record of the key was in a handler", k, o))
 	}
-	if last, ok := j.last[k]; ok && o <= last {
+	if last, ok := j.last[k]; ok && o <= last && !j.redelivery {
 		j.errs = append(j.errs, fmt.Sprintf("key %q: offset %d started after offset %d had finished", k, o, last))
 	}
 	j.busy[k] = true

@@ -315,6 +315,7 @@ func TestRebalanceDrainsBeforeHandOver(t *testing.T) {
 			e.produce(int32(i%2), fmt.Sprintf("k%d", i), "x")
 		}
 		j := newJournal()
+		j.redelivery = true // partition 0 replays from the slow record
 		var attempts atomic.Int32
 		running, again := make(chan struct{}), make(chan struct{})
 		handler := func(msg *message.Message) error {
