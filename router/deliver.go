@@ -144,8 +144,9 @@ func (j *job) claim() (answered bool, err error) {
 		setOutcome(j.msg, "duplicate")
 		return true, d.publishStored(j.lease.Stored)
 	case Busy:
+		// The subscriber parks the record (jittered, growing delay): only
+		// later records of this volume wait, never the partition.
 		setOutcome(j.msg, "busy")
-		d.jitter(j.ctx)
 		return true, ErrBusy
 	}
 	j.locked = true
@@ -308,19 +309,6 @@ func reusedKey(body []byte, in *events.Request) bool {
 		return false // unreadable here, or stored before fingerprints: publishStored decides
 	}
 	return st.Fingerprint != in.Fingerprint()
-}
-
-// jitter waits a random part of the nack delay before a busy request is
-// nacked, so that two requests contending for one volume do not retry in
-// step (the subscriber then waits the nack delay itself).
-func (d *delivery) jitter(ctx context.Context) {
-	if d.cfg.NackDelay <= 0 {
-		return
-	}
-	select {
-	case <-time.After(time.Duration(rand.Int64N(int64(d.cfg.NackDelay)))):
-	case <-ctx.Done():
-	}
 }
 
 // undoIfDeleted is the stale owner's clean-up: its outcome was not stored

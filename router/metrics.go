@@ -12,6 +12,7 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	retries  *prometheus.CounterVec
 	redis    *prometheus.CounterVec
+	reg      prometheus.Registerer
 }
 
 // NewMetrics registers Ember's delivery metrics with reg.
@@ -38,7 +39,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.retries, m.redis)
 	}
+	m.reg = reg
 	return m
+}
+
+// watchInFlight exports ember_in_flight_records{type}: the records a
+// function holds at once (running, queued behind their volume, parked).
+func (m *Metrics) watchInFlight(typ string, count func() int) {
+	if m.reg == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "ember_in_flight_records",
+		Help:        "Records a function holds: running, queued behind their volume, or parked after a busy answer.",
+		ConstLabels: prometheus.Labels{"type": typ},
+	}, func() float64 { return float64(count()) }))
 }
 
 func (m *Metrics) observe(typ, outcome string, d time.Duration) {

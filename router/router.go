@@ -20,6 +20,7 @@ import (
 
 	"github.com/ember-storage/ember/events"
 	"github.com/ember-storage/ember/functions"
+	"github.com/ember-storage/ember/router/kafkasub"
 )
 
 // RetryPolicy bounds the retries of transient driver failures.
@@ -42,9 +43,13 @@ type Config struct {
 	// Partitions and ReplicationFactor are used when Ember creates its topics.
 	Partitions        int32
 	ReplicationFactor int16
-	// NackDelay is how long a busy or failed delivery waits before the
-	// same message is tried again.
+	// NackDelay is the first wait (with full jitter, doubling per further
+	// nack up to 8x) before a busy or failed delivery is tried again. The
+	// record is parked meanwhile: only later records of its volume wait.
 	NackDelay time.Duration
+	// MaxInFlight bounds the records each function holds at once (running,
+	// queued behind their volume, parked); at the bound it stops fetching.
+	MaxInFlight int
 	Retry     RetryPolicy
 	// CrashAt is fault injection for tests (see CrashAtEnv).
 	CrashAt string
@@ -68,6 +73,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.NackDelay == 0 {
 		c.NackDelay = 500 * time.Millisecond
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 256
 	}
 	if c.Retry.Attempts == 0 {
 		c.Retry.Attempts = 5
@@ -172,15 +180,20 @@ func New(cfg Config, guard *Guard, env *functions.Env, fns map[string]functions.
 	}
 	owner := uuid.NewString()
 	for _, typ := range functions.Types(fns) {
-		sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{
+		// Ember's own subscriber: records of one volume in order, of
+		// different volumes concurrently (watermill-kafka v2 runs one
+		// record at a time per partition; docs/DESIGN.md).
+		sub, err := kafkasub.NewSubscriber(kafkasub.Config{
 			Brokers: cfg.Brokers, Unmarshaler: events.KafkaMarshaler{}, OverwriteSaramaConfig: cfg.SaramaConfig(),
-			ConsumerGroup: cfg.Group(typ), NackResendSleep: cfg.NackDelay, ReconnectRetrySleep: time.Second,
-		}, wlog)
+			ConsumerGroup: cfg.Group(typ), MaxInFlight: cfg.MaxInFlight, NackDelay: cfg.NackDelay,
+			ReconnectRetrySleep: time.Second, Logger: wlog,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("kafka subscriber for %s: %w", typ, err)
 		}
 		d := &delivery{fn: fns[typ], env: env, guard: guard, pub: pub, cfg: &cfg, owner: owner, metrics: metrics,
 			log: log.With("function", typ)}
+		metrics.watchInFlight(typ, sub.InFlight)
 		h := r.AddConsumerHandler(typ, cfg.Topic(typ), sub, d.handle)
 		// Outermost first: every delivery is counted, a panic included.
 		h.AddMiddleware(metrics.Middleware(typ), d.recoverToDeadLetter)

@@ -11,8 +11,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,7 +113,9 @@ backends:
 // serve starts one `ember serve` of the rig (env adds variables).
 func (r *rig) serve(env ...string) *proc {
 	r.t.Helper()
-	p := startEmber(r.t, env, "serve", "--config", r.cfgPath, "--http", freeAddr(r.t), "--functions", strings.Join(chaosTypes, ","))
+	addr := freeAddr(r.t)
+	p := startEmber(r.t, env, "serve", "--config", r.cfgPath, "--http", addr, "--functions", strings.Join(chaosTypes, ","))
+	p.http = addr
 	r.procs = append(r.procs, p)
 	if dir := os.Getenv("EMBER_CHAOS_LOGDIR"); dir != "" && len(r.procs) == 1 {
 		// For diagnosis: every process's output, once the test is over.
@@ -256,6 +260,58 @@ func (w *workload) client(n int) {
 			s.apply()
 		}
 	}
+}
+
+// burst sends n blank creates of new volumes that all hash to partition 0
+// of the input topic, without waiting: many records of one partition in
+// flight at once. Each is then followed like any request (finish waits).
+func (w *workload) burst(n int) {
+	part := sarama.NewHashPartitioner(w.r.rc.Topic(events.VolumeRequested))
+	for i := 0; i < n; i++ {
+		vol := uuid.NewString()
+		for {
+			p, err := part.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(vol)}, w.r.rc.Partitions)
+			if err == nil && p == 0 {
+				break
+			}
+			vol = uuid.NewString()
+		}
+		c := &chain{vol: vol, snaps: map[string]bool{}}
+		w.mu.Lock()
+		w.chains = append(w.chains, c)
+		w.mu.Unlock()
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			q := w.send(events.VolumeRequested, vol, map[string]any{"volume_id": vol, "project_id": exampleProject, "user_id": exampleUser, "size_gb": 1})
+			if q.phase == events.PhaseEnd {
+				c.size = 1
+			} else {
+				c.broken = true
+			}
+		}()
+	}
+}
+
+// inFlight reads ember_in_flight_records of volume.requested from p's
+// /metrics; -1 when it cannot.
+func (p *proc) inFlight() int {
+	resp, err := http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, `ember_in_flight_records{type="volume.requested"}`) {
+			f := strings.Fields(line)
+			n, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err == nil {
+				return int(n)
+			}
+		}
+	}
+	return -1
 }
 
 // send publishes one request (retrying the publication, with the same

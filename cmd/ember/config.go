@@ -51,6 +51,7 @@ type Config struct {
 		Lease          time.Duration `yaml:"lease"`
 		DoneTTL        time.Duration `yaml:"done_ttl"`
 		NackDelay      time.Duration `yaml:"nack_delay"`
+		MaxInFlight    int           `yaml:"max_in_flight"`
 		CommandTimeout time.Duration `yaml:"command_timeout"`
 		Retry          struct {
 			Attempts int           `yaml:"attempts"`

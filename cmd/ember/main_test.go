@@ -56,6 +56,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
 	done   chan error
+	http   string // its --http address, when the test gave one
 }
 
 func startEmber(t *testing.T, env []string, args ...string) *proc {

@@ -27,6 +27,8 @@ import (
 func TestChaosCrashCampaign(t *testing.T) {
 	kills := envInt(t, "EMBER_CHAOS_KILLS", 8)
 	clients := envInt(t, "EMBER_CHAOS_CLIENTS", 6)
+	burst := envInt(t, "EMBER_CHAOS_BURST", 100)
+	var inFlightAtKill []int
 	r := newRig(t, testenv.Kafka(t), testenv.RedisURL(t))
 	w := r.workload(clients)
 	points := []string{"after-start", "after-act", "after-complete", "after-publish"}
@@ -53,7 +55,19 @@ func TestChaosCrashCampaign(t *testing.T) {
 		if rand.IntN(5) == 0 {
 			p.sleep(time.Duration(rand.Int64N(int64(3 * time.Second)))) // mid start-up
 		} else if w.progressSince(n, 90*time.Second, p) {
-			p.sleep(time.Duration(rand.Int64N(int64(1500 * time.Millisecond)))) // mid-stream
+			if i%2 == 0 {
+				// Many records of one partition running at once when
+				// the kill lands (concurrency inside a partition).
+				w.burst(burst)
+				most := 0
+				for end := time.Now().Add(20 * time.Second); time.Now().Before(end) && most < 64 && !p.exited(); {
+					most = max(most, p.inFlight())
+					time.Sleep(10 * time.Millisecond)
+				}
+				inFlightAtKill = append(inFlightAtKill, most)
+			} else {
+				p.sleep(time.Duration(rand.Int64N(int64(1500 * time.Millisecond)))) // mid-stream
+			}
 		} else if !p.exited() {
 			noProgress++
 		}
@@ -80,10 +94,13 @@ func TestChaosCrashCampaign(t *testing.T) {
 	}
 	logReport(t, "crash", rp, fmt.Sprintf("kills=%d self_kills_at_crash_point=%d kills_without_progress=%d clients=%d wall=%s",
 		kills, selfKills, noProgress, clients, time.Since(began).Round(time.Second)))
-	t.Logf("RELIABILITY crash: recovery %s", durations(rec))
+	t.Logf("RELIABILITY crash: recovery %s; volume.requested records in flight when a burst kill landed: %v", durations(rec), inFlightAtKill)
 	requireClean(t, rp)
 	if len(rp.Errors) > 0 {
 		t.Errorf("error results under crashes: %v", rp.Errors)
+	}
+	if len(inFlightAtKill) > 0 && slices.Max(inFlightAtKill) < 64 {
+		t.Errorf("no kill landed with 64 records of one partition in flight: %v", inFlightAtKill)
 	}
 	if noProgress > 0 {
 		t.Errorf("%d of %d restarted processes answered nothing within 90 s while alive", noProgress, kills)

@@ -75,6 +75,7 @@ func newRuntime(cfg *Config, only []string, log *slog.Logger) (*runtime, error) 
 		GroupInstanceID: cfg.Kafka.GroupInstanceID,
 		OutputMode:      events.Mode(cfg.Kafka.OutputMode), Partitions: cfg.Kafka.Partitions,
 		ReplicationFactor: cfg.Kafka.ReplicationFactor, NackDelay: cfg.Delivery.NackDelay,
+		MaxInFlight: cfg.Delivery.MaxInFlight,
 		Retry: router.RetryPolicy{Attempts: cfg.Delivery.Retry.Attempts, Initial: cfg.Delivery.Retry.Initial,
 			Ceiling: cfg.Delivery.Retry.Ceiling},
 		CrashAt: getenv(router.CrashAtEnv),

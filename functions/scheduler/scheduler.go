@@ -182,7 +182,9 @@ type View struct {
 	// volume being placed).
 	ClaimedGB int
 	Claims    int
-	ver       string
+	// at is the stats time as Redis holds it: a claim holds only on these
+	// stats.
+	at string
 }
 
 // Read returns a backend's view, as Pick would see it for volumeID.
@@ -192,7 +194,7 @@ func (s *Scheduler) Read(ctx context.Context, backend, volumeID string) (View, e
 	if err != nil {
 		return View{}, fmt.Errorf("read stats %s: %w", backend, err)
 	}
-	v := View{Backend: backend, ver: res[2]}
+	v := View{Backend: backend, at: res[1]}
 	at, _ := strconv.ParseInt(res[1], 10, 64)
 	now, _ := strconv.ParseInt(res[3], 10, 64)
 	v.ClaimedGB, _ = strconv.Atoi(res[4])
@@ -209,16 +211,60 @@ func (s *Scheduler) Read(ctx context.Context, backend, volumeID string) (View, e
 	return v, nil
 }
 
-// KEYS: stats, claims. ARGV: volume id, size GB, expected version.
+// KEYS: stats, claims. ARGV: volume id, size GB, the stats time the
+// decision read, the most GB the other claims since may total.
+//
+// The claim holds if the stats are the ones read and the claims made since
+// (by concurrent creates) still leave room for this one: many creates
+// placed at once on one backend each succeed at the first try while there
+// is room, instead of all but one retrying on every concurrent claim.
 var claimScript = redis.NewScript(`
-local ver = redis.call('HGET', KEYS[1], 'ver') or '0'
-if ver ~= ARGV[3] then return 0 end
+local at = redis.call('HGET', KEYS[1], 'at') or '0'
+if tonumber(at) ~= tonumber(ARGV[3]) then return 0 end
+local sum = 0
+local c = redis.call('HGETALL', KEYS[2])
+for i = 1, #c, 2 do
+  if c[i] ~= ARGV[1] then
+    local size, cat = string.match(c[i + 1], '^(%d+):(%d+)$')
+    if size and tonumber(cat) >= tonumber(at) then sum = sum + tonumber(size) end
+  end
+end
+if sum > tonumber(ARGV[4]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. string.format('%d', now))
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return 1
 `)
+
+// roomFor is the most GB the claims on v (other than the volume being
+// placed) may total for sizeGB still to pass Filter: the claim script's
+// bound. Filter only gets stricter as claims grow.
+func roomFor(v View, sizeGB int) int {
+	if Filter(v, sizeGB) != "" {
+		return -1
+	}
+	lo, hi := v.ClaimedGB, v.ClaimedGB+1
+	for hi < 1<<30 {
+		w := v
+		w.ClaimedGB = hi
+		if Filter(w, sizeGB) != "" {
+			break
+		}
+		lo, hi = hi, hi*2
+	}
+	for lo+1 < hi { // Filter passes at lo, fails at hi
+		mid := (lo + hi) / 2
+		w := v
+		w.ClaimedGB = mid
+		if Filter(w, sizeGB) == "" {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
 
 // Effective figures of a backend: its stats less what was claimed since.
 type capacity struct {
@@ -325,13 +371,13 @@ func (s *Scheduler) Pick(ctx context.Context, p functions.Placement) (string, er
 				Message: fmt.Sprintf("no backend can hold %d GB: %s", p.SizeGB, strings.Join(why, "; "))}
 		}
 		keys := []string{s.backendKey(best.Backend, "stats"), s.backendKey(best.Backend, "claims")}
-		ok, err := claimScript.Run(ctx, s.rdb, keys, p.VolumeID, p.SizeGB, best.ver).Int()
+		ok, err := claimScript.Run(ctx, s.rdb, keys, p.VolumeID, p.SizeGB, best.at, roomFor(*best, p.SizeGB)).Int()
 		if err != nil {
 			return "", fmt.Errorf("scheduler claim on %s: %w", best.Backend, err)
 		}
 		if ok == 0 {
-			// Another create claimed (or new stats arrived) since we read:
-			// decide again on the new figures.
+			// New stats arrived, or concurrent creates took the room since
+			// we read: decide again on the new figures.
 			continue
 		}
 		set, err := s.rdb.SetNX(ctx, sticky, best.Backend, s.cfg.StickyTTL).Result()

@@ -303,3 +303,39 @@ func TestMissingStatsAreTakenOrRetried(t *testing.T) {
 		t.Fatalf("no stats, no refresh: want retryable, got %v", err)
 	}
 }
+
+// TestManyConcurrentPicksOnOneBackend: 150 creates placed at once on one
+// backend with room for 100 of them (Ember runs the requests of different
+// volumes concurrently): exactly 100 are placed and 50 refused for room,
+// none fails for contention. Before, each claim had to see no other claim
+// since its read, and creates past the 64th retry failed with
+// "placement attempts lost to concurrent claims".
+func TestManyConcurrentPicksOnOneBackend(t *testing.T) {
+	s := newSched(t)
+	store(t, s, "a", thick(110, 100))
+	var mu sync.Mutex
+	placed, refused := 0, 0
+	var wg sync.WaitGroup
+	for i := 0; i < 150; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := s.Pick(context.Background(), functions.Placement{VolumeID: uuid.NewString(), SizeGB: 1, Candidates: []string{"a"}})
+			mu.Lock()
+			defer mu.Unlock()
+			var f *functions.Failure
+			switch {
+			case err == nil && b == "a":
+				placed++
+			case errors.As(err, &f) && f.Code == functions.CodeNoValidBackend:
+				refused++
+			default:
+				t.Errorf("pick: %q %v", b, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if placed != 100 || refused != 50 {
+		t.Fatalf("placed %d, refused %d; want 100 and 50", placed, refused)
+	}
+}
