@@ -68,14 +68,17 @@ type partition struct {
 	emittedN   int
 	tracked    int   // records holding a limiter slot
 	highest    int64 // highest offset taken, -1 before the first
-	marked     int64 // last offset given to MarkOffset
+	marked     int64 // last offset given to MarkOffset, or the claim's initial offset
 	draining   bool
 
 	outcomes chan outcome
 	done     chan struct{} // closed when the partition stops listening to outcomes
 }
 
-func newPartition(h *groupHandler, sess sarama.ConsumerGroupSession, topic string, id int32) *partition {
+// newPartition starts the state of a claimed partition; initial is the
+// claim's first offset (what the group had committed), so that only
+// progress past it is marked.
+func newPartition(h *groupHandler, sess sarama.ConsumerGroupSession, topic string, id int32, initial int64) *partition {
 	ctx, cancel := context.WithCancel(h.base)
 	t := time.NewTimer(time.Hour)
 	t.Stop()
@@ -86,7 +89,7 @@ func newPartition(h *groupHandler, sess sarama.ConsumerGroupSession, topic strin
 		cancel:  cancel,
 		keys:    map[string][]*record{},
 		timer:   t,
-		highest: -1, marked: -1,
+		highest: -1, marked: initial,
 		outcomes: make(chan outcome),
 		done:     make(chan struct{}),
 	}

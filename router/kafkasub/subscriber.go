@@ -170,7 +170,7 @@ func (h *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim serves one partition until the session ends, then drains it.
 func (h *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	p := newPartition(h, sess, claim.Topic(), claim.Partition())
+	p := newPartition(h, sess, claim.Topic(), claim.Partition(), claim.InitialOffset())
 	p.run(claim.Messages())
 	return nil
 }
