@@ -50,7 +50,7 @@ type Config struct {
 	// MaxInFlight bounds the records each function holds at once (running,
 	// queued behind their volume, parked); at the bound it stops fetching.
 	MaxInFlight int
-	Retry     RetryPolicy
+	Retry       RetryPolicy
 	// CrashAt is fault injection for tests (see CrashAtEnv).
 	CrashAt string
 	// Sarama, when set, adjusts the Kafka client configuration (TLS, SASL).
