@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(redis-server qemu-utils qemu-block-extra glusterfs-server glusterfs-client lvm2
       thin-provisioning-tools tgt libiscsi-bin ceph-mon ceph-osd ceph-common ceph-mgr
-      uuid-runtime openssh-server openssh-client iproute2 procps)
+      uuid-runtime openssh-server openssh-client iproute2 procps util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
