@@ -49,20 +49,21 @@ type CommandError struct {
 	Err      error
 }
 
+// Error is the message a requester may see (functions put it in .error):
+// stderr goes through Sanitize (bounded, no URLs, no control characters)
+// and URLs in the arguments are redacted. Callers that match on what the
+// command said read Stderr, which is kept as it was.
 func (e *CommandError) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if len(msg) > 512 {
-		msg = msg[:512] + "…"
-	}
-	head := fmt.Sprintf("%s: exit %d", strings.Join(e.Args, " "), e.ExitCode)
+	args := RedactURLs(strings.Join(e.Args, " "))
+	head := fmt.Sprintf("%s: exit %d", args, e.ExitCode)
 	if e.TimedOut {
-		head = strings.Join(e.Args, " ") + ": timed out"
+		head = args + ": timed out"
 	}
-	if msg != "" {
+	if msg := Sanitize(e.Stderr); msg != "" {
 		return head + ": " + msg
 	}
 	if e.Err != nil {
-		return head + ": " + e.Err.Error()
+		return head + ": " + Sanitize(e.Err.Error())
 	}
 	return head
 }

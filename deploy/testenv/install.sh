@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(redis-server qemu-utils qemu-block-extra glusterfs-server glusterfs-client lvm2
       thin-provisioning-tools tgt libiscsi-bin ceph-mon ceph-osd ceph-common ceph-mgr
-      uuid-runtime openssh-server openssh-client iproute2 procps
+      uuid-runtime openssh-server openssh-client iproute2 procps util-linux
       autoconf automake libtool pkg-config make gcc yasm liburcu-dev zlib1g-dev)
 # The last line builds Sheepdog from source (deploy/testenv/sheepdog.sh): no
 # distribution packages it any more.

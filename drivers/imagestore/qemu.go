@@ -78,7 +78,7 @@ type qemuImg struct{ ex drivers.Executor }
 
 func (q qemuImg) info(ctx context.Context, p, format string) (imageInfo, error) {
 	out, err := q.ex.Run(ctx, drivers.Command{
-		Args: []string{"qemu-img", "info", "--output=json", "-f", format, p},
+		Args: drivers.QemuImgInfo(format, p), // under Cinder's CPU and memory limits
 		Env:  []string{"LC_ALL=C"},
 	})
 	if err != nil {

@@ -23,10 +23,7 @@ func (f commandFailure) Error() string {
 		}
 		keep = append(keep, line)
 	}
-	msg := strings.Join(keep, "; ")
-	if len(msg) > 512 {
-		msg = msg[:512] + "…"
-	}
+	msg := drivers.Sanitize(strings.Join(keep, "; ")) // bounded, no URLs: requesters see it
 	head := fmt.Sprintf("exit %d", f.ce.ExitCode)
 	if f.ce.TimedOut {
 		head = "timed out"
@@ -35,7 +32,7 @@ func (f commandFailure) Error() string {
 	case msg != "":
 		return head + ": " + msg
 	case f.ce.Err != nil:
-		return head + ": " + f.ce.Err.Error()
+		return head + ": " + drivers.Sanitize(f.ce.Err.Error())
 	}
 	return head
 }

@@ -182,17 +182,26 @@ $ test -e MP/VOL
 $ cat -- MP/VOL.info
 ! cat: MP/VOL.info: No such file or directory
 ? 1
-$ qemu-img info --output=json --backing-chain MP/VOL
-[
-    {
-        "virtual-size": 1073741824,
-        "filename": "MP/VOL",
-        "cluster-size": 65536,
-        "format": "qcow2",
-        "actual-size": 200704,
-        "dirty-flag": false
-    }
-]
+$ prlimit --cpu=30 --as=1073741824 -- qemu-img info --output=json -f qcow2 MP/VOL
+{
+    "virtual-size": 1073741824,
+    "filename": "MP/VOL",
+    "cluster-size": 65536,
+    "format": "qcow2",
+    "actual-size": 200704,
+    "format-specific": {
+        "type": "qcow2",
+        "data": {
+            "compat": "1.1",
+            "compression-type": "zlib",
+            "lazy-refcounts": false,
+            "refcount-bits": 16,
+            "corrupt": false,
+            "extended-l2": false
+        }
+    },
+    "dirty-flag": false
+}
 `)...)
 	d, err := drivers.Open(drivers.Backend{Name: "nfs-1", Driver: "nfs", Options: map[string]any{
 		"shares": []string{share}, "mount_point_base": base, "mount_options": "vers=4.1,proto=tcp",

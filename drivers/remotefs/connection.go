@@ -19,10 +19,10 @@ import (
 //     nfs or local, data {export: the share, name: the active file's name,
 //     format: "qcow2", options: the share's mount options}.
 //
-// A base file that reads as qcow2 on a raw backend is refused: nothing but
-// a guest writing an image header into its raw disk makes one, and
-// handing that to a host as qcow2 would let the guest choose what the host
-// opens (format probing, OSSA-2015-014).
+// The base file of a raw backend is always opened as raw (readChain): a
+// qcow2 header a guest wrote into its disk is raw bytes like any other, and
+// tgt serves them as such; it never reaches a host as qcow2, which would
+// let the guest choose what the host opens (format probing, OSSA-2015-014).
 //
 // With target_helper none both ways answer not_supported. The volume has
 // one target whatever the number of its attachments: attaching an attached
@@ -41,12 +41,8 @@ func (d *Driver) InitializeConnection(ctx context.Context, vol drivers.Volume, a
 		return drivers.ConnectionInfo{}, err
 	}
 	a := ch.active()
-	switch {
-	case len(ch) == 1 && a.Format == "raw":
+	if len(ch) == 1 && a.Format == "raw" {
 		return d.target.Attach(ctx, vol.ID, v.path(a.file()), c)
-	case len(ch) == 1 && d.cfg.Format == "raw":
-		return drivers.ConnectionInfo{}, drivers.Errorf(drivers.KindConflict, op+" "+v.name,
-			"the volume has no snapshots and its file reads as %s on a raw backend: a guest may have written an image header into it; refusing to hand it to a host as %s", a.Format, a.Format)
 	}
 	return drivers.ConnectionInfo{
 		DriverVolumeType: d.cfg.VolumeType,

@@ -11,20 +11,27 @@ import (
 	"github.com/ember-storage/ember/drivers"
 )
 
-// image is one entry of `qemu-img info --output=json --backing-chain`.
+// image is what `qemu-img info --output=json -f <format>` says of one file.
 type image struct {
 	Filename      string `json:"filename"`
 	Format        string `json:"format"`
 	VirtualSize   int64  `json:"virtual-size"`
 	BackingFile   string `json:"backing-filename"`
 	BackingFormat string `json:"backing-filename-format"`
+	// FormatSpecific carries qcow2's external data file, which qemu opens
+	// with the image (not a backing file: BDRV_O_NO_BACKING does not stop it).
+	FormatSpecific struct {
+		Data struct {
+			DataFile *string `json:"data-file"`
+		} `json:"data"`
+	} `json:"format-specific"`
 }
 
 // file is the image's name in its share directory.
 func (i image) file() string { return path.Base(i.Filename) }
 
 // chain is an active image followed by its backing files, down to the base
-// volume-<id>. Every name in it has been checked by checkChain.
+// volume-<id>. Every name and format in it has been checked by readChain.
 type chain []image
 
 func (c chain) active() image { return c[0] }
@@ -45,34 +52,111 @@ func (c chain) index(file string) int {
 var overlayRE = regexp.MustCompile(`^volume-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$`)
 
 // ownFile reports whether file is volume v's base or one of its overlays.
+// Such a name has no '/' and no ':', so qemu can read it neither as another
+// directory nor as a protocol (http:, nbd:, json:).
 func (v volume) ownFile(file string) bool {
 	m := overlayRE.FindStringSubmatch(file)
 	return m != nil && m[1] == v.id
 }
 
-// readChain reads the backing chain of file in v's directory. ok is false
-// when the file does not exist.
+// format is the format file has by construction, never by probing: the base
+// was made in the backend's volume_format (CreateVolume and the copies
+// write d.cfg.Format), and every overlay is a qcow2 that CreateSnapshot
+// made. A backend's volume_format therefore must not change while it holds
+// volumes: a raw base opened as qcow2 fails, a qcow2 base opened as raw
+// reads as its container's bytes.
+func (d *Driver) format(v volume, file string) string {
+	if file == v.name {
+		return d.cfg.Format
+	}
+	return "qcow2"
+}
+
+// readChain reads the backing chain of file in v's directory, one file at a
+// time. ok is false when file does not exist.
 //
-// The chain is checked before anyone uses it (Cinder's
-// RemoteFSInvalidBackingFile, stricter): a guest can write a qcow2 header
-// into a raw volume, and an image whose backing file names /etc/shadow or
-// another tenant's volume must never be converted, committed or read.
+// A guest can write any bytes into a raw volume, a qcow2 header naming
+// http://169.254.169.254/… or /etc/shadow as backing file included, and
+// `qemu-img info --backing-chain` (or any qemu-img run without -f) would
+// probe that header and open what it names. So no file is ever probed:
+// each is opened with the format it has by construction (d.format), by
+// `qemu-img info -f`, which does not open backing files, under CPU and
+// memory limits (drivers.QemuImgInfo). Its backing file is followed only
+// when it is one of the volume's own files, named relative (as we create
+// them), recorded with a backing format equal to the one that file has by
+// construction; a qcow2 with an external data file is refused. Only then
+// may convert, commit, rebase or resize open the chain: they open backing
+// files by the names and formats checked here. An overlay without a
+// backing format (which would make those commands probe) is refused, not
+// repaired: Ember always writes one (-F), so a missing one is tampering.
 func (d *Driver) readChain(ctx context.Context, v volume, file string) (c chain, ok bool, err error) {
-	p := v.path(file)
-	out, err := d.run(ctx, drivers.Command{Args: []string{"qemu-img", "info", "--output=json", "--backing-chain", p}})
+	bad := func(format string, args ...any) error {
+		return drivers.Errorf(drivers.KindBackend, "check backing chain of "+v.path(file), format, args...)
+	}
+	if !v.ownFile(file) {
+		return nil, false, bad("%s is not a file of %s", file, v.name)
+	}
+	seen := map[string]bool{}
+	for name := file; ; {
+		seen[name] = true
+		im, found, err := d.info(ctx, v, name)
+		if err != nil {
+			return nil, false, err
+		}
+		if !found {
+			if name == file {
+				return nil, false, nil
+			}
+			return nil, false, bad("backing file %s of %s does not exist", name, c[len(c)-1].file())
+		}
+		c = append(c, im)
+		if im.FormatSpecific.Data.DataFile != nil {
+			return nil, false, bad("%s has an external data file", name)
+		}
+		if im.BackingFile == "" {
+			if name != v.name {
+				return nil, false, bad("chain ends at %s, not at the volume's base %s", name, v.name)
+			}
+			return c, true, nil
+		}
+		// The names qemu reports are not echoed: a guest chose them.
+		next := im.BackingFile
+		switch {
+		case name == v.name:
+			return nil, false, bad("the base %s (%s) names a backing file", name, im.Format)
+		case !v.ownFile(next):
+			return nil, false, bad("%s names a backing file that is not one of the volume's files", name)
+		case seen[next]:
+			return nil, false, bad("%s names a backing file already in the chain", name)
+		case im.BackingFormat == "":
+			return nil, false, bad("%s names its backing file %s without a format", name, next)
+		case im.BackingFormat != d.format(v, next):
+			return nil, false, bad("%s names its backing file %s with another format than %s", name, next, d.format(v, next))
+		}
+		name = next
+	}
+}
+
+// info runs qemu-img info on one file of v, opened as the format it has by
+// construction. found is false when the file does not exist.
+func (d *Driver) info(ctx context.Context, v volume, file string) (im image, found bool, err error) {
+	p, format := v.path(file), d.format(v, file)
+	out, err := d.run(ctx, drivers.Command{Args: drivers.QemuImgInfo(format, p)})
 	if err != nil {
 		if ce, isCE := drivers.AsCommandError(err); isCE && strings.Contains(ce.Stderr, "Could not open '"+p+"': No such file or directory") {
-			return nil, false, nil
+			return image{}, false, nil
 		}
-		return nil, false, classify("qemu-img info "+p, err)
+		return image{}, false, classify("qemu-img info "+p, err)
 	}
-	if err := json.Unmarshal(out.Stdout, &c); err != nil {
-		return nil, false, drivers.Wrap(drivers.KindBackend, "qemu-img info "+p, err)
+	if err := json.Unmarshal(out.Stdout, &im); err != nil {
+		return image{}, false, drivers.Wrap(drivers.KindBackend, "qemu-img info "+p, err)
 	}
-	if err := checkChain(v, file, c); err != nil {
-		return nil, false, err
+	if im.Format != format {
+		return image{}, false, drivers.Errorf(drivers.KindBackend, "qemu-img info "+p, "opened as %s, reported as another format", format)
 	}
-	return c, true, nil
+	// What we asked for, not what qemu echoes back.
+	im.Filename, im.Format = p, format
+	return im, true, nil
 }
 
 // mustReadChain is readChain for a file that must exist.
@@ -85,47 +169,6 @@ func (d *Driver) mustReadChain(ctx context.Context, op string, v volume, file st
 		return nil, drivers.Errorf(drivers.KindNotFound, op+" "+v.name, "image %s does not exist", v.path(file))
 	}
 	return c, nil
-}
-
-func checkChain(v volume, top string, c chain) error {
-	bad := func(format string, args ...any) error {
-		return drivers.Errorf(drivers.KindBackend, "check backing chain of "+v.path(top), format, args...)
-	}
-	if len(c) == 0 {
-		return bad("qemu-img reported no image")
-	}
-	seen := map[string]bool{}
-	for i, im := range c {
-		name := im.file()
-		if i == 0 && name != top {
-			return bad("top image is %q", im.Filename)
-		}
-		if seen[name] {
-			return bad("%s appears twice", name)
-		}
-		seen[name] = true
-		if im.Format != "raw" && im.Format != "qcow2" {
-			return bad("%s has format %q", name, im.Format)
-		}
-		last := i == len(c)-1
-		switch {
-		case last && name != v.name:
-			return bad("chain ends at %s, not at the volume's base %s", name, v.name)
-		case last && im.BackingFile != "":
-			// qemu-img stops at a backing file it cannot open, so a chain
-			// whose last entry still names one is broken.
-			return bad("%s names a backing file %q that could not be followed", name, im.BackingFile)
-		case !last:
-			if name == v.name || !v.ownFile(name) || im.Format != "qcow2" {
-				return bad("%s (%s) is not a snapshot overlay of this volume", name, im.Format)
-			}
-			// Relative names only, as we create them: a path is another directory.
-			if im.BackingFile != c[i+1].file() || !v.ownFile(im.BackingFile) {
-				return bad("%s has backing file %q", name, im.BackingFile)
-			}
-		}
-	}
-	return nil
 }
 
 // createImage runs qemu-img create for a new base image of size bytes.

@@ -19,6 +19,26 @@
 // options}, and the host opens the file on the share itself. The keys are
 // tgt.Options: target_helper (tgt, the default, or none), target_portal,
 // volumes_dir, use_chap_auth, tgt_control_port.
+//
+// # Hostile images
+//
+// A guest can write a qcow2 header naming any backing file (a host file,
+// another volume, http://169.254.169.254/…) into its raw volume, so qemu-img
+// never probes a format here:
+//
+//   - formats are pinned: the base has the backend's volume_format (a raw
+//     base is always opened -f raw), an overlay is qcow2, and every
+//     qemu-img command passes -f (and -F with -b);
+//   - the chain is read file by file with `qemu-img info -f`, which does not
+//     open backing files, and a backing file is followed only when it is
+//     one of the volume's own names (relative, no '/', no ':' protocol)
+//     recorded with the format it has by construction; an overlay without
+//     a backing format, a qcow2 with an external data file and a base with
+//     a backing file are refused (readChain);
+//   - qemu-img info runs under Cinder's limits (drivers.QemuImgInfo:
+//     prlimit --cpu=30 --as=1GiB);
+//   - command errors reach requesters sanitized (drivers.Sanitize), and
+//     refusals do not echo the names a header holds.
 package remotefs
 
 import (

@@ -21,15 +21,16 @@ func (d *Driver) activeChain(ctx context.Context, op string, v volume) (snapInfo
 }
 
 // existing checks a volume that is already there (a redelivered create):
-// same size and format is success, anything else a conflict.
+// the same size is success, another a conflict. Its format is the
+// backend's by construction: readChain opens the base as no other.
 func (d *Driver) existing(ctx context.Context, op string, v volume, size int64) (drivers.ModelUpdate, error) {
 	_, c, err := d.activeChain(ctx, op, v)
 	if err != nil {
 		return drivers.ModelUpdate{}, err
 	}
-	if got := c.active().VirtualSize; got != size || c.base().Format != d.cfg.Format {
+	if got := c.active().VirtualSize; got != size {
 		return drivers.ModelUpdate{}, drivers.Errorf(drivers.KindConflict, op+" "+v.name,
-			"exists on %s as %s of %d bytes, requested %s of %d", v.share, c.base().Format, got, d.cfg.Format, size)
+			"exists on %s with %d bytes, requested %d", v.share, got, size)
 	}
 	return drivers.ModelUpdate{ProviderLocation: v.share}, nil
 }
