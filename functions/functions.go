@@ -195,8 +195,10 @@ func ErrorInfo(err error) *events.ErrorInfo {
 	if errors.As(err, &ve) {
 		return &events.ErrorInfo{Code: CodeInvalid, Message: ve.Error()}
 	}
+	// A driver's error may quote its storage host: what a requester gets is
+	// sanitized (no URLs, no control characters, bounded).
 	k := drivers.KindOf(err)
-	return &events.ErrorInfo{Code: string(k), Message: err.Error(), Retryable: k.Retryable()}
+	return &events.ErrorInfo{Code: string(k), Message: drivers.Sanitize(err.Error()), Retryable: k.Retryable()}
 }
 
 // Retryable reports whether the router should try err again.
