@@ -64,13 +64,18 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		if err != nil {
 			return f.Fail(r, fail(CodeInvalid, "dest_backend %q is not configured here", p.DestBackend)), nil
 		}
-		same, err := sameStorage(ctx, src, dst, v)
-		if err != nil {
-			return driverFailure(f, r, err)
-		}
-		held, err := holds(ctx, dst, v.ID)
-		if err != nil {
-			return driverFailure(f, r, err)
+		// A driver that migrates itself (LVM) compares location_info on
+		// its own path and knows what it left at the destination.
+		var same storage
+		held := false
+		_, assisted := src.(Migrator)
+		if !assisted {
+			if same, err = sameStorage(ctx, src, dst, v); err != nil {
+				return driverFailure(f, r, err)
+			}
+			if held, err = holds(ctx, dst, v.ID); err != nil {
+				return driverFailure(f, r, err)
+			}
 		}
 		switch ours := v.MigratingTo == p.DestBackend; {
 		case held && !ours && same.same && same.alike:
@@ -88,7 +93,7 @@ func (f *MigrateVolume) Run(ctx context.Context, r *Request) (Outcome, error) {
 		}
 		// From here the destination's copy is this migration's: a re-run
 		// after a crash may write over what an earlier try left there.
-		if r.Save != nil && v.MigratingTo != p.DestBackend {
+		if r.Save != nil && !assisted && v.MigratingTo != p.DestBackend {
 			marked := v.Clone()
 			marked.MigratingTo = p.DestBackend
 			if err := r.Save(ctx, marked); err != nil {
@@ -144,12 +149,14 @@ func (f *MigrateVolume) deleteOld(ctx context.Context, old drivers.Driver, v *Vo
 	if err != nil {
 		return err
 	}
-	same, err := sameStorage(ctx, old, cur, from)
-	if err != nil {
-		return err
-	}
-	if same.same {
-		return nil
+	if _, assisted := old.(Migrator); !assisted {
+		same, err := sameStorage(ctx, old, cur, from)
+		if err != nil {
+			return err
+		}
+		if same.same {
+			return nil
+		}
 	}
 	err = old.DeleteVolume(ctx, drivers.Volume{ID: v.ID, SizeGB: v.SizeGB, ProviderLocation: v.Migration.FromProviderLocation})
 	if err != nil && !drivers.IsKind(err, drivers.KindNotFound) {
